@@ -1,0 +1,3 @@
+"""roost: a Linux init and service supervisor."""
+
+__version__ = "0.1.0"

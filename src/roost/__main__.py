@@ -1,0 +1,30 @@
+"""roost's entry point: `roost`, `python -m roost`, and the init/poweroff/reboot/halt names."""
+
+from roost import early  # noqa: F401, I001 - first: blocks signals before any other import
+
+import os
+import sys
+
+SYSTEM_REQUESTS = ("poweroff", "reboot", "halt", "shutdown")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch on the program name, then on the subcommand."""
+    argv = sys.argv if argv is None else argv
+    prog = os.path.basename(argv[0]) if argv else "roost"
+    args = argv[1:]
+    if args[:1] == ["run"]:
+        from roost import run  # noqa: PLC0415 - the container path imports only what it needs
+
+        return run.main(args[1:])
+    if prog in SYSTEM_REQUESTS:
+        args = [prog, *args]
+    elif prog == "init" or (os.getpid() == 1 and not args):
+        args = ["init", *args]
+    from roost import cli  # noqa: PLC0415
+
+    return cli.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

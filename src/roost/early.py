@@ -1,0 +1,28 @@
+"""The first thing roost does: block every signal it will later handle.
+
+For PID 1 the kernel discards a signal that has no handler, and a container
+runtime or a `poweroff` may send one in the first milliseconds. A blocked signal
+stays pending instead, and is delivered when the reactor installs its handlers
+and unblocks it. This module is imported before anything else, so the window in
+which a signal can be lost is the interpreter's own start-up and nothing more.
+"""
+
+from __future__ import annotations
+
+import _signal
+
+# Signals the CPU raises for a faulting thread are left alone: blocked, a fault
+# would kill the process with no report.
+_FAULTS = {
+    _signal.SIGSEGV, _signal.SIGBUS, _signal.SIGFPE, _signal.SIGILL,
+    _signal.SIGTRAP, _signal.SIGSYS, _signal.SIGABRT,
+}
+
+ORIGINAL_MASK: set[int] = _signal.pthread_sigmask(
+    _signal.SIG_BLOCK, _signal.valid_signals() - _FAULTS - {_signal.SIGKILL, _signal.SIGSTOP}
+)
+
+
+def restore() -> None:
+    """Give back the mask roost started with (client commands need no blocking)."""
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ORIGINAL_MASK)

@@ -1,0 +1,61 @@
+"""How a process ended, and how to say it in words and in an exit code."""
+
+from __future__ import annotations
+
+import os
+
+from roost import sigs
+
+
+class ExitStatus:
+    """The end of a process: an exit code, or the signal that killed it."""
+
+    __slots__ = ("code", "core", "signal")
+
+    def __init__(self, code: int | None = None, signal: int | None = None, core: bool = False):
+        self.code = code
+        self.signal = signal
+        self.core = core
+
+    @classmethod
+    def from_waitid(cls, result: os.waitid_result) -> ExitStatus:
+        """Decode a `os.waitid` result for an exited or killed child."""
+        if result.si_code == os.CLD_EXITED:
+            return cls(code=result.si_status)
+        return cls(signal=result.si_status, core=result.si_code == os.CLD_DUMPED)
+
+    @classmethod
+    def from_wait_status(cls, status: int) -> ExitStatus:
+        """Decode a `waitpid` status word."""
+        if os.WIFEXITED(status):
+            return cls(code=os.WEXITSTATUS(status))
+        return cls(signal=os.WTERMSIG(status), core=os.WCOREDUMP(status))
+
+    @property
+    def success(self) -> bool:
+        """True for exit code 0."""
+        return self.code == 0
+
+    def describe(self) -> str:
+        """Say how the process ended: `exited 3`, `killed by SIGSEGV (core dumped)`."""
+        if self.code is not None:
+            return f"exited {self.code}"
+        text = f"killed by {sigs.name(self.signal or 0)}"
+        return text + " (core dumped)" if self.core else text
+
+    def shell_code(self) -> int:
+        """The code a shell would report: the exit code, or 128+N for signal N."""
+        if self.code is not None:
+            return self.code
+        return 128 + (self.signal or 0)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExitStatus):
+            return NotImplemented
+        return (self.code, self.signal, self.core) == (other.code, other.signal, other.core)
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.signal, self.core))
+
+    def __repr__(self) -> str:
+        return f"ExitStatus({self.describe()!r})"

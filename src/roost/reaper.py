@@ -1,0 +1,71 @@
+"""The one place roost waits for children.
+
+A `waitpid(-1)` anywhere else would steal statuses from their owners, so every
+exit in the process goes through `Reaper.drain`, which is called on each SIGCHLD
+and hands each status to whoever registered that PID. Anything else (orphans
+re-parented to roost as PID 1 or as a subreaper) goes to the orphan handler.
+"""
+
+from __future__ import annotations
+
+import os
+
+from roost.exits import ExitStatus
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+
+class Reaper:
+    """Drain every exited child and route its status to the PID's owner."""
+
+    __slots__ = ("_owners", "childless", "on_orphan", "reaped")
+
+    def __init__(self) -> None:
+        self._owners: dict[int, Callable[[int, ExitStatus], None]] = {}
+        self.on_orphan: Callable[[int, ExitStatus], None] | None = None
+        self.reaped = 0
+        # True once a drain found no child left at all (ECHILD): every descendant is gone.
+        self.childless = False
+
+    def watch(self, pid: int, callback: Callable[[int, ExitStatus], None]) -> None:
+        """Send the exit status of `pid` to `callback` when it is reaped."""
+        self._owners[pid] = callback
+
+    def forget(self, pid: int) -> None:
+        """Stop routing `pid`; its exit will be treated as an orphan's."""
+        self._owners.pop(pid, None)
+
+    def owns(self, pid: int) -> bool:
+        """True if some owner waits for `pid`."""
+        return pid in self._owners
+
+    def drain(self) -> int:
+        """Reap every child that has exited; return how many were reaped."""
+        count = 0
+        while True:
+            try:
+                result = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG)
+            except ChildProcessError:
+                self.childless = True
+                break
+            except InterruptedError:
+                continue
+            if result is None or result.si_pid == 0:
+                self.childless = False
+                break
+            count += 1
+            status = ExitStatus.from_waitid(result)
+            owner = self._owners.pop(result.si_pid, None)
+            callback = owner or self.on_orphan
+            if callback is not None:
+                try:
+                    callback(result.si_pid, status)
+                except BaseException:  # noqa: BLE001 - the next status must still be reaped
+                    from roost import console  # noqa: PLC0415
+
+                    console.error_trace(f"exit handler of pid {result.si_pid}")
+        self.reaped += count
+        return count

@@ -1,0 +1,269 @@
+"""Start a child process with exactly the attributes it is owed.
+
+`os.fork` plus Python in the child, not `subprocess` or `os.posix_spawn`:
+posix_spawn cannot set user, groups, umask, directory or the parent-death
+signal, and `subprocess` leaves the blocked signal mask to the child and keeps
+a `waitpid` of its own. roost is single-threaded, so fork is safe.
+
+Signals are blocked across fork so that nothing reaches roost's handlers in the
+child before its dispositions are reset; the child unblocks everything just
+before execve. An exec failure travels back over a close-on-exec pipe: EOF
+means the exec happened, bytes mean it did not and say why.
+"""
+
+from __future__ import annotations
+
+import _signal
+import errno
+import os
+
+from roost import sigs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+# Session handling for the child.
+NEW_SESSION = "session"  # setsid: its own session and process group (services)
+NEW_GROUP = "group"  # its own process group in roost's session (container main child)
+
+
+class SpawnError(Exception):
+    """The command could not be started; the message says why in one line."""
+
+    def __init__(self, message: str, exit_code: int = 127):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Command:
+    """What to run and every attribute the child starts with."""
+
+    __slots__ = (
+        "argv",
+        "cwd",
+        "env",
+        "env_pid_var",
+        "executable",
+        "fds",
+        "foreground_tty",
+        "gid",
+        "groups",
+        "nofile",
+        "pdeathsig",
+        "session",
+        "uid",
+        "umask",
+    )
+
+    def __init__(self, argv: Sequence[str], *, executable: str | None = None,
+                 env: Mapping[str, str] | None = None, cwd: str | None = None,
+                 umask: int | None = None, uid: int | None = None, gid: int | None = None,
+                 groups: Sequence[int] | None = None, fds: Mapping[int, int] | None = None,
+                 session: str = NEW_SESSION, foreground_tty: int | None = None,
+                 pdeathsig: int = 0, nofile: tuple[int, int] | None = None,
+                 env_pid_var: str | None = None):
+        self.argv = list(argv)
+        self.executable = executable
+        self.env = dict(os.environ if env is None else env)
+        self.cwd = cwd
+        self.umask = umask
+        self.uid = uid
+        self.gid = gid
+        self.groups = list(groups) if groups is not None else None
+        # target fd in the child -> fd in roost; 0, 1 and 2 default to /dev/null
+        self.fds = dict(fds or {})
+        self.session = session
+        self.foreground_tty = foreground_tty
+        self.pdeathsig = pdeathsig
+        self.nofile = nofile
+        # Set to the child's own PID in its environment (LISTEN_PID of socket activation).
+        self.env_pid_var = env_pid_var
+
+
+class Child:
+    """A started child: its PID, a pidfd for race-free signals, and its exec report pipe."""
+
+    __slots__ = ("exec_fd", "pid", "pidfd")
+
+    def __init__(self, pid: int, pidfd: int, exec_fd: int):
+        self.pid = pid
+        self.pidfd = pidfd
+        self.exec_fd = exec_fd
+
+    def exec_result(self) -> tuple[bool, str | None]:
+        """Read the exec report without blocking: (known, error or None if the exec happened)."""
+        if self.exec_fd < 0:
+            return True, None
+        try:
+            data = os.read(self.exec_fd, 4096)
+        except BlockingIOError:
+            return False, None
+        os.close(self.exec_fd)
+        self.exec_fd = -1
+        if not data:
+            return True, None
+        return True, data.decode("utf-8", "replace")
+
+    def signal(self, signum: int) -> bool:
+        """Send a signal through the pidfd; False if the process is gone."""
+        if self.pidfd < 0:
+            return False
+        try:
+            _signal.pidfd_send_signal(self.pidfd, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Release the pidfd and the exec pipe (after the child is reaped)."""
+        for fd in (self.pidfd, self.exec_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.pidfd = self.exec_fd = -1
+
+
+def find_executable(name: str, path: str | None) -> str | None:
+    """Resolve a command name the way execvp would, on the given PATH.
+
+    A file found but not executable is returned when nothing better exists, so
+    that the exec fails with EACCES (126) rather than "not found" (127).
+    """
+    if "/" in name:
+        return name
+    fallback = None
+    for directory in (path or os.defpath).split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            fallback = fallback or candidate
+    return fallback
+
+
+def exec_failure_code(err: int) -> int:
+    """The shell's convention: 127 for a missing command, 126 for one that cannot run."""
+    return 127 if err == errno.ENOENT else 126
+
+
+_RESET = sorted(sigs.ALL - sigs.UNCATCHABLE)
+_ALL_BLOCKABLE = sigs.ALL - sigs.UNCATCHABLE
+
+
+def spawn(command: Command) -> Child:
+    """Fork and exec `command`; raise SpawnError when it cannot even be looked up."""
+    executable = command.executable or find_executable(command.argv[0], command.env.get("PATH"))
+    if executable is None:
+        raise SpawnError(f"{command.argv[0]}: command not found", 127)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    parent = os.getpid()
+    old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_BLOCKABLE)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _child(command, executable, err_w, parent)  # never returns
+    except BaseException:
+        os.close(err_r)
+        os.close(err_w)
+        raise
+    finally:
+        if os.getpid() == parent:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, old_mask)
+    os.close(err_w)
+    if command.session == NEW_GROUP:
+        # Both sides set the group, so neither can act on the child before it exists.
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass
+    os.set_blocking(err_r, False)
+    return Child(pid, os.pidfd_open(pid), err_r)
+
+
+def _child(command: Command, executable: str, err_w: int, parent: int) -> None:
+    stage = "start"
+    try:
+        _signal.set_wakeup_fd(-1)
+        for signum in _RESET:
+            _signal.signal(signum, _signal.SIG_DFL)
+        if command.pdeathsig:
+            stage = "prctl"
+            from roost import linux  # noqa: PLC0415 - loaded by the parent already when used
+
+            linux.set_pdeathsig(command.pdeathsig)
+            if os.getppid() != parent:  # the parent died before the prctl took effect
+                os._exit(1)
+        stage = "setsid"
+        if command.session == NEW_SESSION:
+            os.setsid()
+        elif command.session == NEW_GROUP:
+            os.setpgid(0, 0)
+            if command.foreground_tty is not None:
+                os.tcsetpgrp(command.foreground_tty, os.getpid())
+        stage = "fds"
+        err_w = _arrange_fds(command.fds, err_w)
+        if command.nofile is not None:
+            stage = "rlimit"
+            import resource  # noqa: PLC0415
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, command.nofile)
+        if command.cwd is not None:
+            stage = f"chdir {command.cwd}"
+            os.chdir(command.cwd)
+        if command.umask is not None:
+            os.umask(command.umask)
+        if command.groups is not None:
+            stage = "setgroups"
+            os.setgroups(command.groups)
+        if command.gid is not None:
+            stage = f"setgid {command.gid}"
+            os.setresgid(command.gid, command.gid, command.gid)
+        if command.uid is not None:
+            stage = f"setuid {command.uid}"
+            os.setresuid(command.uid, command.uid, command.uid)
+        if command.env_pid_var:
+            command.env[command.env_pid_var] = str(os.getpid())
+        stage = f"exec {executable}"
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+        os.execve(executable, command.argv, command.env)
+    except OSError as exc:
+        code = exec_failure_code(exc.errno or 0) if stage.startswith("exec") else 127
+        _report(err_w, f"{stage}: {os.strerror(exc.errno or 0)}")
+        os._exit(code)
+    except BaseException as exc:  # noqa: BLE001 - the child must never return into roost
+        _report(err_w, f"{stage}: {exc!r}")
+        os._exit(127)
+    os._exit(127)
+
+
+def _arrange_fds(fds: dict[int, int], err_w: int) -> int:
+    """Put each source fd at its target number, /dev/null on unset stdio, close the rest."""
+    import fcntl  # noqa: PLC0415
+
+    plan = dict(fds)
+    if 0 not in plan or 1 not in plan or 2 not in plan:
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        for target in (0, 1, 2):
+            plan.setdefault(target, null)
+    # Lift every source above every target first, so no dup2 overwrites a source.
+    floor = max([*plan, err_w, 2]) + 1
+    lifted = {t: fcntl.fcntl(s, fcntl.F_DUPFD_CLOEXEC, floor) for t, s in plan.items()}
+    err_w = fcntl.fcntl(err_w, fcntl.F_DUPFD_CLOEXEC, max(lifted.values()) + 1)
+    for target, source in lifted.items():
+        os.dup2(source, target, inheritable=True)
+    keep = sorted({*plan, err_w})
+    low = 3
+    for fd in keep:
+        if fd >= low:
+            if fd > low:
+                os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 1 << 30)
+    return err_w
+
+
+def _report(err_w: int, message: str) -> None:
+    try:
+        os.write(err_w, message.encode("utf-8", "replace"))
+    except OSError:
+        pass

@@ -42,6 +42,14 @@ class Reaper:
         """True if some owner waits for `pid`."""
         return pid in self._owners
 
+    def has_children(self) -> bool:
+        """True if any child is left, exited or not (nothing is reaped by asking)."""
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        return True
+
     def drain(self) -> int:
         """Reap every child that has exited; return how many were reaped."""
         count = 0

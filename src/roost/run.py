@@ -23,6 +23,8 @@ from roost.spawn import NEW_GROUP, Command, SpawnError, spawn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from roost.exits import ExitStatus
     from roost.spawn import Child
 
@@ -154,6 +156,8 @@ def parse(args: list[str]) -> RunOptions:
 # that roost, once it has handed the terminal to its child, is never stopped.
 _NOT_FORWARDED = frozenset({_signal.SIGCHLD, _signal.SIGTTIN, _signal.SIGTTOU, _signal.SIGPIPE})
 FORWARDED = sigs.CATCHABLE - _NOT_FORWARDED
+HANDLED = FORWARDED | {_signal.SIGCHLD}
+IGNORED = (_signal.SIGTTIN, _signal.SIGTTOU)
 
 
 class ContainerInit:
@@ -169,8 +173,10 @@ class ContainerInit:
         self.exec_error: str | None = None
         self.exit_code: int | None = None
         self.deadline: float | None = None
-        self._killed = False
-        self.on_main_exit: list[object] = []
+        self._swept = False
+        # Sidecar services must stop, in order, before the sweep signals whatever is
+        # left: given the sweep as a continuation, this runs first.
+        self.before_sweep: Callable[[Callable[[], None]], None] | None = None
 
     # -- start -------------------------------------------------------------
 
@@ -234,7 +240,6 @@ class ContainerInit:
             console.say(f"{self.child.pid} still running {self.opts.grace:g}s after TERM: killing")
             self._send_main(_signal.SIGKILL)
         self._kill_rest(_signal.SIGKILL)
-        self._killed = True
         self.loop.call_later(KILL_WAIT, self._give_up_waiting)
 
     def _give_up_waiting(self) -> None:
@@ -257,13 +262,21 @@ class ContainerInit:
             console.say(error)
         self.child.close()
         console.debug(f"main child {pid} {status.describe()}")
-        for hook in self.on_main_exit:
-            hook()  # type: ignore[operator]
-        if not self.reaper.childless:
+        if self.before_sweep is not None:
+            self.before_sweep(self._sweep)
+        else:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """TERM and CONT to everything left, under the grace deadline; done when none is left."""
+        self._swept = True
+        if self.reaper.has_children():
             self._kill_rest(_signal.SIGTERM)
             self._kill_rest(_signal.SIGCONT)
             if self.deadline is None:
                 self._arm_deadline()
+        else:
+            self._finish()
 
     def _kill_rest(self, signum: int) -> None:
         """Signal every process left: all of the namespace as its PID 1, else the tracked."""
@@ -289,7 +302,8 @@ class ContainerInit:
                 os.close(fd)
 
     def _check_done(self) -> None:
-        if self.status is not None and self.exit_code is None and self.reaper.childless:
+        if (self.status is not None and self.exit_code is None and self.reaper.childless
+                and self._swept):
             self._finish()
 
     def _finish(self) -> None:
@@ -347,12 +361,11 @@ def main(args: list[str]) -> int:
     reaper = Reaper()
     init = ContainerInit(opts, loop, reaper)
     reaper.on_orphan = init.on_orphan
-    loop.handle_signals(FORWARDED | {_signal.SIGCHLD}, init.on_signal,
-                        ignore=(_signal.SIGTTIN, _signal.SIGTTOU))
     if opts.config is not None:
         from roost import sidecars  # noqa: PLC0415
 
         return sidecars.run(opts, loop, reaper, init)
+    loop.handle_signals(HANDLED, init.on_signal, ignore=IGNORED)
     try:
         init.start()
     except SpawnError as exc:

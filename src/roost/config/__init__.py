@@ -1,0 +1,1 @@
+"""Configuration: a directory of TOML files, one per service."""

@@ -1,0 +1,119 @@
+"""What a configuration says, once it has been read and checked.
+
+Plain classes with slots: a supervisor holds one of these per service for as
+long as it runs, and a thousand services should cost kilobytes, not megabytes.
+"""
+
+from __future__ import annotations
+
+SERVICE_TYPES = ("simple", "oneshot", "forking", "notify")
+RESTART_POLICIES = ("always", "on-failure", "never")
+
+
+class ServiceConfig:
+    """One service, from `NAME.toml`."""
+
+    __slots__ = (
+        "argv",
+        "autostart",
+        "cpu_weight",
+        "environment",
+        "group",
+        "memory_max",
+        "name",
+        "path",
+        "pid_file",
+        "pids_max",
+        "ready",
+        "requires",
+        "restart",
+        "restart_delay",
+        "restart_delay_max",
+        "restart_limit",
+        "restart_reset",
+        "restart_window",
+        "start_timeout",
+        "stop_signal",
+        "stop_timeout",
+        "type",
+        "umask",
+        "user",
+        "wants",
+        "working_directory",
+    )
+
+    def __init__(self, name: str, path: str, argv: list[str]):
+        self.name = name
+        self.path = path
+        self.argv = argv
+        self.type = "simple"
+        self.autostart = True
+        self.requires: list[str] = []
+        self.wants: list[str] = []
+        self.restart = "on-failure"
+        self.restart_delay = 0.5
+        self.restart_delay_max = 30.0
+        self.restart_limit = 10
+        self.restart_window = 60.0
+        self.restart_reset = 10.0
+        self.stop_signal = 15
+        self.stop_timeout = 10.0
+        self.start_timeout = 60.0
+        # "exec": ready once exec succeeded; "fd:N": a newline on fd N (s6);
+        # "notify": READY=1 on $NOTIFY_SOCKET; "exit": a oneshot or forking launcher
+        # exiting 0.
+        self.ready = "exec"
+        self.user: str | None = None
+        self.group: str | None = None
+        self.working_directory: str | None = None
+        self.environment: dict[str, str] = {}
+        self.umask: int | None = None
+        self.pid_file: str | None = None
+        self.memory_max: int | None = None
+        self.pids_max: int | None = None
+        self.cpu_weight: int | None = None
+
+    @property
+    def ready_fd(self) -> int | None:
+        """The notification fd number for `ready = "fd:N"`."""
+        if self.ready.startswith("fd:"):
+            return int(self.ready[3:])
+        return None
+
+    @property
+    def after(self) -> list[str]:
+        """Every service this one is ordered after (requires and wants)."""
+        return self.requires + [w for w in self.wants if w not in self.requires]
+
+    def fingerprint(self) -> tuple[object, ...]:
+        """Everything that defines the service: equal fingerprints need no restart on reload."""
+        return tuple(
+            (slot, repr(getattr(self, slot))) for slot in self.__slots__ if slot != "path"
+        )
+
+
+class Settings:
+    """Global settings, from `roost.toml`."""
+
+    __slots__ = ("control", "control_group", "log_console", "log_dir", "log_keep",
+                 "log_max_bytes", "path")
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.log_dir: str | None = None
+        self.log_max_bytes = 1 << 20
+        self.log_keep = 3
+        self.log_console: bool | None = None
+        self.control: str | None = None
+        self.control_group: str | None = None
+
+
+class Config:
+    """A whole configuration directory: its services and global settings."""
+
+    __slots__ = ("directory", "services", "settings")
+
+    def __init__(self, directory: str, services: dict[str, ServiceConfig], settings: Settings):
+        self.directory = directory
+        self.services = services
+        self.settings = settings

@@ -1,0 +1,1 @@
+"""The control socket: its protocol, the server inside roost, and the client."""

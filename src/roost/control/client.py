@@ -1,0 +1,120 @@
+"""The control client: one request, one reply (or a stream of events)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from roost.control import protocol
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+class NotRunning(Exception):
+    """Nothing answers on the control address."""
+
+
+class RemoteError(Exception):
+    """roost answered with an error: `code` and `message`."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Client:
+    """A connection to a running roost's control socket."""
+
+    def __init__(self, address: str | None = None, timeout: float | None = 30.0):
+        self.address = address or protocol.default_address()
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._buffer = b""
+        self._next_id = 0
+
+    def connect(self) -> None:
+        """Connect; raise NotRunning with a one-line reason when nothing listens."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(protocol.socket_address(self.address))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            sock.close()
+            raise NotRunning(f"roost is not running (nothing listens on {self.address}: "
+                             f"{exc.strerror})") from None
+        except PermissionError as exc:
+            sock.close()
+            raise NotRunning(f"cannot reach roost at {self.address}: {exc.strerror}") from None
+        self._sock = sock
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> Client:
+        if self._sock is None:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, cmd: str, args: dict[str, object] | None = None) -> int:
+        """Send one request; return its id."""
+        if self._sock is None:
+            self.connect()
+        assert self._sock is not None
+        self._next_id += 1
+        self._sock.sendall(protocol.request(cmd, args, self._next_id))
+        return self._next_id
+
+    def receive(self) -> dict[str, object]:
+        """Read the next message line."""
+        assert self._sock is not None
+        while b"\n" not in self._buffer:
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                raise RemoteError(protocol.TIMEOUT, "roost did not answer in time") from None
+            if not data:
+                raise RemoteError(protocol.FAILED, "roost closed the connection")
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        message = json.loads(line)
+        if not isinstance(message, dict):
+            raise RemoteError(protocol.BAD_REQUEST, "malformed reply")
+        return message
+
+    def call(self, cmd: str, **args: object) -> object:
+        """Send a request and return its result; raise RemoteError on an error reply."""
+        self.send(cmd, args)
+        reply = self.receive()
+        if not reply.get("ok"):
+            err = reply.get("error")
+            if isinstance(err, dict):
+                raise RemoteError(str(err.get("code")), str(err.get("message")))
+            raise RemoteError(protocol.FAILED, "malformed error reply")
+        return reply.get("result")
+
+    def events(self) -> Iterator[dict[str, object]]:
+        """Yield streamed events until roost closes the connection."""
+        while True:
+            try:
+                message = self.receive()
+            except RemoteError:
+                return
+            payload = message.get("event")
+            if isinstance(payload, dict):
+                yield payload
+
+
+def call(cmd: str, address: str | None = None, timeout: float | None = 30.0,
+         **args: object) -> object:
+    """Connect, make one request, return its result."""
+    with Client(address, timeout) as client:
+        return client.call(cmd, **args)

@@ -1,0 +1,107 @@
+"""The control protocol: newline-delimited JSON over a unix stream socket.
+
+A request is one line: {"v": 1, "id": ANY, "cmd": NAME, "args": {...}}.
+A reply is one line: {"v": 1, "id": ANY, "ok": true, "result": ...} or
+{"v": 1, "id": ANY, "ok": false, "error": {"code": CODE, "message": TEXT}}.
+A streaming command (`log` with follow) sends {"v": 1, "id": ANY, "event": ...}
+lines after its reply until the client disconnects. See docs/control.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+VERSION = 1
+MAX_MESSAGE = 64 * 1024  # bytes in one request line, newline included
+IDLE_TIMEOUT = 30.0  # seconds a connection may stay without a complete request
+
+# Commands anyone may run; every other command changes state and needs root or
+# the configured control group.
+READ_ONLY = frozenset({"ping", "status", "log", "tree"})
+
+# Error codes.
+BAD_REQUEST = "bad-request"
+UNSUPPORTED_VERSION = "unsupported-version"
+UNKNOWN_COMMAND = "unknown-command"
+NOT_PERMITTED = "not-permitted"
+NO_SUCH_SERVICE = "no-such-service"
+TOO_LARGE = "too-large"
+INVALID_CONFIG = "invalid-config"
+FAILED = "failed"
+TIMEOUT = "timeout"
+
+
+class ProtocolError(Exception):
+    """A request that cannot be served: `code` and a human `message`."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def encode(message: dict[str, object]) -> bytes:
+    """One message as a line of compact JSON."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def request(cmd: str, args: dict[str, object] | None = None, ident: object = 1) -> bytes:
+    """Encode a request line."""
+    return encode({"v": VERSION, "id": ident, "cmd": cmd, "args": args or {}})
+
+
+def decode_request(line: bytes) -> tuple[object, str, dict[str, object]]:
+    """Parse a request line into (id, cmd, args); raise ProtocolError when malformed."""
+    try:
+        message = json.loads(line)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(BAD_REQUEST, f"not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(BAD_REQUEST, "a request must be a JSON object")
+    version = message.get("v")
+    if version != VERSION:
+        raise ProtocolError(UNSUPPORTED_VERSION,
+                            f"protocol version {version!r} not supported (this roost speaks "
+                            f"{VERSION})")
+    cmd = message.get("cmd")
+    if not isinstance(cmd, str):
+        raise ProtocolError(BAD_REQUEST, "missing \"cmd\" (a string)")
+    args = message.get("args", {})
+    if not isinstance(args, dict):
+        raise ProtocolError(BAD_REQUEST, "\"args\" must be an object")
+    return message.get("id"), cmd, args
+
+
+def ok(ident: object, result: object) -> bytes:
+    """Encode a success reply."""
+    return encode({"v": VERSION, "id": ident, "ok": True, "result": result})
+
+
+def error(ident: object, code: str, message: str) -> bytes:
+    """Encode an error reply."""
+    return encode({"v": VERSION, "id": ident, "ok": False,
+                   "error": {"code": code, "message": message}})
+
+
+def event(ident: object, payload: dict[str, object]) -> bytes:
+    """Encode a streamed event."""
+    return encode({"v": VERSION, "id": ident, "event": payload})
+
+
+def socket_address(address: str) -> str:
+    """Turn `@name` into an abstract socket address (a leading NUL); paths stay as they are."""
+    return "\0" + address[1:] if address.startswith("@") else address
+
+
+def default_address() -> str:
+    """$ROOST_CONTROL, else /run/roost/control for root, else a per-user path."""
+    env = os.environ.get("ROOST_CONTROL")
+    if env:
+        return env
+    if os.geteuid() == 0:
+        return "/run/roost/control"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return os.path.join(runtime, "roost", "control")
+    return f"/tmp/roost-{os.geteuid()}/control"

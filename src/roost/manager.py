@@ -1,0 +1,178 @@
+"""The running supervisor process: reactor, reaper, services and control socket, wired together.
+
+`roost up` builds one Manager and runs it until a shutdown completes. As PID 1
+of a PID namespace every orphan of the namespace comes back to it; otherwise it
+makes itself a child subreaper so orphans of its services do, and gives its
+services a parent-death signal so they do not outlive it by accident.
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+import resource
+
+from roost import console, sigs
+from roost.config.load import ConfigInvalid
+from roost.config.load import load as load_config
+from roost.control.server import ControlServer
+from roost.logs import LogSettings
+from roost.loop import Loop
+from roost.reaper import Reaper
+from roost.supervisor import Supervisor
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from roost.config.model import Config
+    from roost.exits import ExitStatus
+
+SHUTDOWN_SIGNALS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT})
+HANDLED_SIGNALS = SHUTDOWN_SIGNALS | {_signal.SIGHUP, _signal.SIGCHLD, _signal.SIGUSR1,
+                                      _signal.SIGUSR2}
+
+
+class Manager:
+    """One roost supervising one configuration directory."""
+
+    def __init__(self, config: Config, *, control: str, log_dir: str | None = None,
+                 log_console: bool | None = None, pid1: bool | None = None,
+                 loop: Loop | None = None, reaper: Reaper | None = None):
+        self.config = config
+        self.pid1 = os.getpid() == 1 if pid1 is None else pid1
+        self.loop = loop or Loop()
+        self.reaper = reaper or Reaper()
+        if reaper is None:
+            self.reaper.on_orphan = self._orphan_reaped
+        settings = config.settings
+        directory = log_dir or settings.log_dir
+        if log_console is None:
+            log_console = settings.log_console if settings.log_console is not None else True
+        self.log_settings = LogSettings(directory, settings.log_max_bytes, settings.log_keep,
+                                        log_console)
+        self.nofile = _raise_nofile()
+        self.supervisor = Supervisor(
+            config, self.loop, self.reaper, self.log_settings,
+            # Outside PID 1 a service should not outlive a roost that dies abruptly.
+            pdeathsig=0 if self.pid1 else _signal.SIGKILL,
+            nofile=self.nofile)
+        self.control_address = control
+        self.control: ControlServer | None = None
+        self.control_gid = _group_id(settings.control_group)
+        self.stopping = False
+        self.exit_code = 0
+        self.orphans_reaped = 0
+        self.on_stopped: list[Callable[[], None]] = []
+
+    def open_control(self) -> None:
+        """Bind the control socket (raises AddressInUse if another roost has it)."""
+        from roost.control import commands  # noqa: PLC0415
+
+        self.control = ControlServer(self.loop, self.control_address,
+                                     lambda conn, ident, cmd, args: commands.dispatch(
+                                         self, conn, ident, cmd, args),
+                                     control_gid=self.control_gid)
+
+    def run(self) -> int:
+        """Start every service and supervise until shut down; return the exit status."""
+        if not self.pid1:
+            _become_subreaper()
+        if self.control is None:
+            self.open_control()
+        self.loop.handle_signals(HANDLED_SIGNALS, self.on_signal)
+        console.say(f"supervising {len(self.supervisor.services)} services from "
+                    f"{self.config.directory}; control on {self.control_address}")
+        self.supervisor.start_all()
+        self.loop.run()
+        if self.control is not None:
+            self.control.close()
+        return self.exit_code
+
+    def on_signal(self, signum: int) -> None:
+        """SIGCHLD reaps; TERM, INT and QUIT shut down; HUP reloads."""
+        if signum == _signal.SIGCHLD:
+            self.reaper.drain()
+        elif signum in SHUTDOWN_SIGNALS:
+            self.shutdown(f"{sigs.name(signum)} received")
+        elif signum == _signal.SIGHUP:
+            try:
+                summary = self.reload()
+                console.say(f"reloaded: {summary}")
+            except ConfigInvalid as exc:
+                console.say(f"reload refused, the running configuration stays:\n{exc}")
+        else:
+            console.debug(f"{sigs.name(signum)} ignored")
+
+    def shutdown(self, reason: str) -> None:
+        """Stop every service in reverse dependency order, then leave the loop."""
+        if self.stopping:
+            console.say(f"{reason}: already shutting down")
+            return
+        self.stopping = True
+        console.say(f"{reason}: stopping all services")
+        self.supervisor.stop_all(then=self._stopped)
+
+    def _stopped(self) -> None:
+        console.say("all services stopped")
+        for hook in self.on_stopped:
+            hook()
+        self.loop.stop()
+
+    def reload(self) -> dict[str, list[str]]:
+        """Read the configuration again; apply the differences, or raise ConfigInvalid."""
+        new = load_config(self.config.directory)
+        old_settings = self.config.settings
+        settings = new.settings
+        if settings.control != old_settings.control:
+            console.say("reload: a new control address takes effect at the next start")
+        self.control_gid = _group_id(settings.control_group)
+        if self.control is not None:
+            self.control.control_gid = self.control_gid
+        if (settings.log_dir, settings.log_max_bytes, settings.log_keep) != (
+                old_settings.log_dir, old_settings.log_max_bytes, old_settings.log_keep):
+            self.log_settings.directory = settings.log_dir or self.log_settings.directory
+            self.log_settings.max_bytes = settings.log_max_bytes
+            self.log_settings.keep = settings.log_keep
+            for rt in self.supervisor.services.values():
+                rt.log.close_file()
+        self.config = new
+        return self.supervisor.reload(new)
+
+    def _orphan_reaped(self, pid: int, status: ExitStatus) -> None:
+        self.orphans_reaped += 1
+        console.say(f"reaped orphan {pid} ({status.describe()})")
+
+
+def _become_subreaper() -> None:
+    try:
+        from roost import linux  # noqa: PLC0415
+
+        linux.set_child_subreaper()
+    except OSError as exc:
+        console.say(f"warning: cannot become a child subreaper ({exc.strerror}); "
+                    "daemons that fork away will not come back to roost")
+
+
+def _raise_nofile() -> tuple[int, int]:
+    """Lift roost's own fd limit to the hard limit; return the original for children."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError):
+            pass
+    return soft, hard
+
+
+def _group_id(group: str | None) -> int | None:
+    if group is None:
+        return None
+    if group.isdigit():
+        return int(group)
+    import grp  # noqa: PLC0415
+
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None

@@ -1,0 +1,103 @@
+"""`roost run -c DIR -- CMD`: a container's main command with supervised sidecar services.
+
+The services of DIR start first, in dependency order; CMD starts once every
+service named with `--after` is ready. When CMD exits, the services stop in
+reverse order, then whatever is left gets the usual sweep, and roost exits
+with CMD's status.
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+import sys
+
+from roost import console, service
+from roost.config.load import read
+from roost.control.protocol import default_address
+from roost.manager import Manager
+from roost.run import HANDLED, IGNORED
+from roost.spawn import SpawnError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from roost.loop import Loop
+    from roost.reaper import Reaper
+    from roost.run import ContainerInit, RunOptions
+
+CONFIG_ERROR = 2
+SIDECAR_FAILED = 1
+_STOP_SIGNALS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT})
+
+
+def run(opts: RunOptions, loop: Loop, reaper: Reaper, init: ContainerInit) -> int:
+    """Supervise the sidecars, run the main command in its turn, return its status."""
+    assert opts.config is not None
+    config, errors = read(opts.config)
+    unknown = [name for name in opts.after if name not in config.services]
+    if errors or unknown:
+        for error in errors:
+            sys.stderr.write(f"{error}\n")
+        for name in unknown:
+            sys.stderr.write(f"roost run: --after {name}: no such service in {opts.config}\n")
+        sys.stderr.write("roost run: configuration invalid; nothing started\n")
+        return CONFIG_ERROR
+    address = opts.control or config.settings.control or default_address()
+    manager = Manager(config, control=address, loop=loop, reaper=reaper)
+    reaper.on_orphan = init.on_orphan
+    try:
+        manager.open_control()
+    except OSError as exc:
+        console.say(f"warning: no control socket ({address}: {exc}); roost status will not "
+                    "reach this container")
+    supervisor = manager.supervisor
+    outcome: dict[str, int] = {}
+
+    def finish(code: int) -> None:
+        outcome["code"] = code
+        loop.stop()
+
+    def stop_then(code: int) -> None:
+        supervisor.stop_all(then=lambda: finish(code))
+
+    def on_signal(signum: int) -> None:
+        if init.child is None and init.status is None and signum in _STOP_SIGNALS:
+            if "stopping" not in outcome:
+                outcome["stopping"] = 1
+                console.say("stop requested before the main command started")
+                stop_then(128 + signum)
+            return
+        init.on_signal(signum)
+
+    def gate() -> bool:
+        states = [supervisor.services[name].machine.state for name in opts.after]
+        return all(s in service.READY or s == service.FAILED for s in states)
+
+    def start_main() -> None:
+        failed = [name for name in opts.after
+                  if supervisor.services[name].machine.state == service.FAILED]
+        if failed or "stopping" in outcome:
+            for name in failed:
+                console.say(f"{name} failed ({supervisor.services[name].machine.reason}); "
+                            f"not starting {opts.command[0]}")
+            outcome["stopping"] = 1
+            stop_then(SIDECAR_FAILED)
+            return
+        try:
+            init.start()
+        except SpawnError as exc:
+            console.say(str(exc))
+            stop_then(exc.exit_code)
+            return
+        os.chdir("/")  # the main command keeps the directory roost started in; roost holds none
+
+    init.before_sweep = lambda sweep: supervisor.stop_all(then=sweep)
+    loop.handle_signals(HANDLED, on_signal, ignore=IGNORED)
+    supervisor.start_all()
+    supervisor.when(gate, start_main)
+    loop.run()
+    if manager.control is not None:
+        manager.control.close()
+    if init.exit_code is not None:
+        return init.exit_code
+    return outcome.get("code", SIDECAR_FAILED)

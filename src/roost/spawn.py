@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import _signal
 import errno
+import fcntl
 import os
 
 from roost import sigs
@@ -238,8 +239,6 @@ def _child(command: Command, executable: str, err_w: int, parent: int) -> None:
 
 def _arrange_fds(fds: dict[int, int], err_w: int) -> int:
     """Put each source fd at its target number, /dev/null on unset stdio, close the rest."""
-    import fcntl  # noqa: PLC0415
-
     plan = dict(fds)
     if 0 not in plan or 1 not in plan or 2 not in plan:
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)

@@ -22,6 +22,8 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
         [ "$had_policy" = yes ] || rm -f "$policy"
     fi
+    # qemu was just installed: a VM test that cannot boot is a failure, not a skip.
+    export ROOST_VM_REQUIRE=1
 fi
 
 PYTHON=${PYTHON:-python3}

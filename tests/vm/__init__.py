@@ -1,0 +1,1 @@
+"""roost on a real Linux kernel under qemu: the harness and its scenarios."""

@@ -21,7 +21,9 @@ APT_PACKAGES = ["tini", "dumb-init", "catatonit", "runit", "s6"]
 # Pinned the same as pyproject.toml's `bench` extra.
 PYPI_PINS = ["supervisor==4.3.0", "circus==0.19.0", "matplotlib==3.11.2"]
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
-POLICY_DENY = "#!/bin/sh\n# Installed by roost's bench for one apt-get run: start no service.\nexit 101\n"
+POLICY_DENY = (
+    "#!/bin/sh\n# Installed by roost's bench for one apt-get run: start no service.\nexit 101\n"
+)
 
 # binary -> Debian package that ships it
 APT_BINARIES = {
@@ -112,9 +114,9 @@ def _venv_install(log: Callable[[str], None]) -> str:
         [str(py), "-c", "import supervisor, circus, matplotlib, zmq"],
         capture_output=True, timeout=120,
     )
-    if check.returncode == 0 and _pypi_versions(py) == {
-        p.split("==")[0]: p.split("==")[1] for p in PYPI_PINS
-    }:
+    have = _pypi_versions(py)
+    if check.returncode == 0 and all(have.get(p.split("==")[0]) == p.split("==")[1]
+                                     for p in PYPI_PINS):
         return ""
     log(f"installing into the bench venv: {' '.join(PYPI_PINS)}")
     proc = subprocess.run(

@@ -17,10 +17,18 @@ def main(argv: list[str] | None = None) -> int:
         from roost import run  # noqa: PLC0415 - the container path imports only what it needs
 
         return run.main(args[1:])
-    if prog in SYSTEM_REQUESTS:
-        args = [prog, *args]
-    elif prog == "init" or (os.getpid() == 1 and not args):
-        args = ["init", *args]
+    # The system names go straight to roost.system: PID 1 binds its socket, and a
+    # `poweroff` asks, before argparse is even imported.
+    if prog in SYSTEM_REQUESTS or args[:1] in (["poweroff"], ["reboot"], ["halt"]):
+        from roost.system import requests  # noqa: PLC0415
+
+        if prog in SYSTEM_REQUESTS:
+            return requests.main(prog, args)
+        return requests.main(args[0], args[1:])
+    if prog == "init" or args[:1] == ["init"] or (os.getpid() == 1 and not args):
+        from roost.system import boot  # noqa: PLC0415
+
+        return boot.main(args[1:] if args[:1] == ["init"] and prog != "init" else args)
     from roost import cli  # noqa: PLC0415
 
     return cli.main(args)

@@ -20,6 +20,14 @@ _COLOURS = {"up": "32", "done": "32", "starting": "33", "stopping": "33", "backo
             "failed": "31;1", "down": "2"}
 
 
+SYSTEM_COMMANDS = {
+    "init": "run as the system's init, PID 1 (see docs/system-init.md)",
+    "poweroff": "ask init to stop everything and power off",
+    "reboot": "ask init to stop everything and reboot",
+    "halt": "ask init to stop everything and halt",
+}
+
+
 def _config_dir(value: str | None) -> str:
     return value or os.environ.get("ROOST_CONFIG") or DEFAULT_CONFIG
 
@@ -81,11 +89,23 @@ def _parser() -> argparse.ArgumentParser:
     control(p)
     p = sub.add_parser("shutdown", help="stop every service in order, then exit")
     control(p)
+    # System mode: handled by roost.system (see main); listed here for --help.
+    for verb, text in SYSTEM_COMMANDS.items():
+        p = sub.add_parser(verb, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(args: list[str]) -> int:
     """Parse and run one command; return the exit status."""
+    if args and args[0] in SYSTEM_COMMANDS:
+        if args[0] == "init":
+            from roost.system import boot  # noqa: PLC0415
+
+            return boot.main(args[1:])
+        from roost.system import requests  # noqa: PLC0415
+
+        return requests.main(args[0], args[1:])
     parser = _parser()
     if not args:
         parser.print_help()
@@ -103,7 +123,9 @@ def main(args: list[str]) -> int:
     from roost.control.client import Client, NotRunning, RemoteError  # noqa: PLC0415
 
     try:
-        with Client(ns.control, timeout=None if getattr(ns, "follow", False) else 120) as client:
+        # A waiting start/stop/restart may take its whole --timeout before roost answers.
+        wait = max(120.0, float(getattr(ns, "timeout", 0.0) or 0.0) + 10.0)
+        with Client(ns.control, timeout=None if getattr(ns, "follow", False) else wait) as client:
             return _client_command(ns, client)
     except NotRunning as exc:
         print(f"roost: {exc}", file=sys.stderr)
@@ -247,9 +269,12 @@ def _print_line(record: dict[str, Any], with_name: bool) -> None:
 
 def _print_tree(result: dict[str, Any]) -> None:
     for entry in result["services"]:
-        print(f"{entry['service']} ({entry['tracking']})")
+        where = f" {entry['cgroup']}" if entry.get("cgroup") else ""
+        print(f"{entry['service']} ({entry['tracking']}{where})")
         for process in entry["processes"]:
-            print(f"  {process['pid']:>7}  {process['command']}")
+            mark = "*" if process.get("main") else " "
+            indent = "  " * process.get("depth", 0)
+            print(f"  {process['pid']:>7}{mark} {indent}{process['command']}")
     orphans = result.get("orphans") or []
     if orphans:
         print("orphans")

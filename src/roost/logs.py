@@ -87,6 +87,16 @@ class ServiceLog:
         for line in lines:
             self.emit(line.decode("utf-8", "replace"), now)
 
+    def settle(self) -> None:
+        """The service's processes are all gone: read what they left, end their last line.
+
+        Otherwise an unfinished line of a crashed instance would be joined to the first
+        line of the next one.
+        """
+        if self.read_fd >= 0:
+            self._readable(0)
+        self.flush()
+
     def flush(self) -> None:
         """Emit a final line without newline (when the service is removed)."""
         if self._partial:

@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 READ = select.EPOLLIN | select.EPOLLRDHUP
 WRITE = select.EPOLLOUT
 
+# The longest single wait: epoll takes milliseconds in a C int (about 24.8 days).
+# A timer further away is simply waited for in several steps.
+MAX_WAIT = 86400.0
+
+# The smallest capacity a pipe can have (one page). A drain that reads this much may
+# have followed a full wakeup pipe, which drops the bytes of further signals.
+_PIPE_MIN = 4096
+
 
 def _noop_handler(signum: int, frame: object) -> None:
     """Exist so CPython installs its C handler, which feeds the wakeup fd."""
@@ -55,7 +63,12 @@ class Loop:
         self._seq = 0
         self._running = False
         self._signal_cb: Callable[[int], None] | None = None
+        self._handled: set[int] = set()
         self._wake_r = -1
+        # Fds unwatched while a batch of events is dispatched: a later event of the
+        # batch for the same number belongs to the closed fd, not to a new one that
+        # took its number.
+        self._stale: set[int] = set()
         self.polls = 0
 
     # -- descriptors -------------------------------------------------------
@@ -75,6 +88,7 @@ class Loop:
     def unwatch(self, fd: int) -> None:
         """Stop watching `fd` (before closing it)."""
         if self._handlers.pop(fd, None) is not None:
+            self._stale.add(fd)
             try:
                 self._epoll.unregister(fd)
             except (OSError, ValueError):
@@ -115,6 +129,7 @@ class Loop:
             _signal.set_wakeup_fd(w, warn_on_full_buffer=False)
             self.watch(r, READ, self._drain_signals)
         self._signal_cb = callback
+        self._handled = wanted
         for signum in wanted:
             _signal.signal(signum, _noop_handler)
         for signum in ignored:
@@ -131,8 +146,14 @@ class Loop:
             if not data:
                 break
             chunks.append(data)
+        data = b"".join(chunks)
+        # A dropped byte only coalesces an ordinary signal, but a lost SIGCHLD would
+        # leave an exit unseen for good (a storm of real-time signals fills the pipe):
+        # after a drain that may have followed a full pipe, reap as if one had come.
+        if len(data) >= _PIPE_MIN and _signal.SIGCHLD in self._handled:
+            data += bytes([_signal.SIGCHLD])
         seen_chld = False
-        for signum in b"".join(chunks):
+        for signum in data:
             # The reaper drains every child on one SIGCHLD: one call per batch suffices.
             if signum == _signal.SIGCHLD:
                 if seen_chld:
@@ -155,14 +176,21 @@ class Loop:
 
     def run_once(self, max_wait: float | None = None) -> None:
         """Wait for the next event (at most `max_wait` seconds) and dispatch what is ready."""
+        timers = self._timers
+        # A cancelled timer must not wake an idle roost: drop it before it can.
+        while timers and timers[0][2].cancelled:
+            heapq.heappop(timers)
         timeout = -1.0
-        if self._timers:
-            timeout = max(0.0, self._timers[0][0] - time.monotonic())
+        if timers:
+            timeout = min(max(0.0, timers[0][0] - time.monotonic()), MAX_WAIT)
         if max_wait is not None:
             timeout = max_wait if timeout < 0 else min(timeout, max_wait)
         events = self._epoll.poll(timeout)
         self.polls += 1
+        self._stale.clear()
         for fd, mask in events:
+            if fd in self._stale:
+                continue
             handler = self._handlers.get(fd)
             if handler is not None:
                 self._guard(handler, mask)

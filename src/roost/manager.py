@@ -24,9 +24,16 @@ from roost.supervisor import Supervisor
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Protocol
 
     from roost.config.model import Config
     from roost.exits import ExitStatus
+
+    class PowerRequests(Protocol):
+        """What `roost init` offers the control commands."""
+
+        def request(self, kind: str, source: str, force: bool = False) -> dict[str, object]:
+            """Queue poweroff, reboot, halt or kexec; return the acknowledgement."""
 
 SHUTDOWN_SIGNALS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT})
 HANDLED_SIGNALS = SHUTDOWN_SIGNALS | {_signal.SIGHUP, _signal.SIGCHLD, _signal.SIGUSR1,
@@ -64,6 +71,8 @@ class Manager:
         self.exit_code = 0
         self.orphans_reaped = 0
         self.on_stopped: list[Callable[[], None]] = []
+        # Set by `roost init` (roost.system.boot): power requests go to it.
+        self.system: PowerRequests | None = None
 
     def open_control(self) -> None:
         """Bind the control socket (raises AddressInUse if another roost has it)."""

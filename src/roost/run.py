@@ -23,7 +23,7 @@ from roost.spawn import NEW_GROUP, Command, SpawnError, spawn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from roost.exits import ExitStatus
     from roost.spawn import Child
@@ -72,19 +72,27 @@ class RunOptions:
         self.command: list[str] = []
 
 
-def _pairs(text: str, parse: object) -> list[tuple[int, int]]:
+# The longest grace accepted: a timer further away than epoll can wait (about
+# 24.8 days) would end the reactor, and no container stops that slowly.
+MAX_GRACE = 1_000_000.0
+
+# Options that take no value, by their one-letter names (they may be bundled: -vg).
+_FLAGS = "vgh"
+
+
+def _pairs(text: str, parse: Callable[[str], int]) -> list[tuple[int, int]]:
     pairs = []
     for item in text.split(","):
         left, sep, right = item.partition(":")
         if not sep:
             raise UsageError(f"expected FROM:TO, got {item!r}")
-        pairs.append((parse(left), parse(right)))  # type: ignore[operator]
+        pairs.append((parse(left), parse(right)))
     return pairs
 
 
 def _code(text: str) -> int:
     if not text.strip().isdigit() or int(text) > 255:
-        raise UsageError(f"not an exit status (0-255): {text!r}")
+        raise UsageError(f"--remap-exit: not an exit status (0-255): {text!r}")
     return int(text)
 
 
@@ -92,12 +100,33 @@ def _signal_number(text: str) -> int:
     try:
         return sigs.number(text)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"--signal-map: {exc}") from None
+
+
+def _signal_map(text: str) -> list[tuple[int, int]]:
+    pairs = _pairs(text, _signal_number)
+    for source, _ in pairs:
+        if source not in FORWARDED:
+            what = sigs.name(source) if source else "0"
+            raise UsageError(f"--signal-map: {what} is never forwarded, so cannot be mapped")
+    return pairs
+
+
+def _grace(text: str) -> float:
+    try:
+        grace = float(text)
+    except ValueError:
+        raise UsageError(f"--grace: not a number of seconds: {text!r}") from None
+    # Also refuses NaN and infinity: the deadline must be a real instant.
+    if not 0 <= grace <= MAX_GRACE:
+        raise UsageError(f"--grace: must be from 0 to {MAX_GRACE:g} seconds, got {text!r}")
+    return grace
 
 
 def parse(args: list[str]) -> RunOptions:
     """Parse `roost run` arguments; raise UsageError with a one-line reason."""
     opts = RunOptions()
+    args = list(args)
     i = 0
     while i < len(args):
         arg = args[i]
@@ -108,7 +137,12 @@ def parse(args: list[str]) -> RunOptions:
         if not arg.startswith("-") or arg == "-":
             opts.command = args[i - 1 :]
             break
+        if arg[1] != "-" and len(arg) > 2 and all(c in _FLAGS for c in arg[1:]):
+            args[i:i] = [f"-{c}" for c in arg[2:]]
+            arg = arg[:2]
         name, eq, inline = arg.partition("=")
+        if eq and name in ("-v", "--verbose", "-g", "--group", "-h", "--help"):
+            raise UsageError(f"{name} takes no value")
 
         def value(name: str = name, eq: str = eq, inline: str = inline) -> str:
             nonlocal i
@@ -124,15 +158,9 @@ def parse(args: list[str]) -> RunOptions:
         elif name in ("-g", "--group"):
             opts.group = True
         elif name == "--signal-map":
-            opts.signal_map.update(_pairs(value(), _signal_number))
+            opts.signal_map.update(_signal_map(value()))
         elif name == "--grace":
-            text = value()
-            try:
-                opts.grace = float(text)
-            except ValueError:
-                raise UsageError(f"--grace: not a number of seconds: {text!r}") from None
-            if not opts.grace >= 0:
-                raise UsageError("--grace must be 0 or more")
+            opts.grace = _grace(value())
         elif name == "--remap-exit":
             opts.remap.update(_pairs(value(), _code))
         elif name in ("-c", "--config"):
@@ -174,6 +202,10 @@ class ContainerInit:
         self.exit_code: int | None = None
         self.deadline: float | None = None
         self._swept = False
+        # The terminal handed to the main child (its foreground group), taken back at its end.
+        self.tty: int | None = None
+        # Socket-activation fds, found before roost opened any descriptor of its own.
+        self.listen_fds: list[int] = []
         # Sidecar services must stop, in order, before the sweep signals whatever is
         # left: given the sweep as a continuation, this runs first.
         self.before_sweep: Callable[[Callable[[], None]], None] | None = None
@@ -186,18 +218,22 @@ class ContainerInit:
         if extra_env:
             env.update(extra_env)
         fds = {0: 0, 1: 1, 2: 2}
-        listen = _listen_fds(env)
+        listen = self.listen_fds
+        self.listen_fds = []
         for fd in listen:
             fds[fd] = fd
-        tty = _foreground_tty()
+        tty = self.tty = _foreground_tty()
         command = Command(self.opts.command, env=env, fds=fds, session=NEW_GROUP,
                           foreground_tty=tty, env_pid_var="LISTEN_PID" if listen else None)
         self.child = spawn(command)
         self.reaper.watch(self.child.pid, self._main_exited)
-        console.debug(f"started {self.child.pid}: {' '.join(self.opts.command)}")
+        console.debug(f"started {self.child.pid}: {_quote(self.opts.command)}")
         # The sockets now belong to the child; roost keeps no fd it passed on.
         for fd in listen:
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     # -- signals -----------------------------------------------------------
 
@@ -261,6 +297,14 @@ class ContainerInit:
             self.exec_error = error
             console.say(error)
         self.child.close()
+        if self.tty is not None:
+            # Whoever runs roost from a script gets its terminal back in the foreground:
+            # a read or (with TOSTOP) a write after roost would otherwise stop it.
+            # roost is in the background now, hence the ignored SIGTTOU.
+            try:
+                os.tcsetpgrp(self.tty, os.getpgrp())
+            except OSError:
+                pass
         console.debug(f"main child {pid} {status.describe()}")
         if self.before_sweep is not None:
             self.before_sweep(self._sweep)
@@ -323,15 +367,44 @@ def _foreground_tty() -> int | None:
     return None
 
 
-def _listen_fds(env: dict[str, str]) -> list[int]:
-    """The socket-activation fds passed to roost itself (LISTEN_PID is roost's PID)."""
+def _quote(argv: list[str]) -> str:
+    """A command line on one line: odd arguments (spaces, newlines, empty) in Python quotes."""
+    return " ".join(a if a and a.isprintable() and " " not in a and "'" not in a else repr(a)
+                    for a in argv)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _open_stdio() -> None:
+    """Put /dev/null on a closed fd 0, 1 or 2, before roost opens anything of its own.
+
+    Otherwise roost's epoll or signal pipe would take the number, and the child would
+    inherit it as its stdin, stdout or stderr.
+    """
+    for fd in (0, 1, 2):
+        if not _is_open(fd):
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+
+
+def _listen_fds(env: Mapping[str, str]) -> list[int]:
+    """The socket-activation fds passed to roost itself (LISTEN_PID is roost's PID), if open.
+
+    Call it before roost opens any descriptor, or it would count roost's own.
+    """
     if env.get("LISTEN_PID") != str(os.getpid()):
         return []
     try:
         count = int(env.get("LISTEN_FDS", "0"))
     except ValueError:
         return []
-    return list(range(3, 3 + max(0, count)))
+    # Bounded: a nonsense count must not make roost probe a million descriptors.
+    return [fd for fd in range(3, 3 + max(0, min(count, 4096))) if _is_open(fd)]
 
 
 def _become_subreaper() -> None:
@@ -355,11 +428,14 @@ def main(args: list[str]) -> int:
         sys.stdout.write(USAGE)
         return 0
     console.configure(verbose=opts.verbose)
+    _open_stdio()
+    listen = _listen_fds(os.environ)
     if os.getpid() != 1:
         _become_subreaper()
     loop = Loop()
     reaper = Reaper()
     init = ContainerInit(opts, loop, reaper)
+    init.listen_fds = listen
     reaper.on_orphan = init.on_orphan
     if opts.config is not None:
         from roost import sidecars  # noqa: PLC0415
@@ -370,7 +446,7 @@ def main(args: list[str]) -> int:
         init.start()
     except SpawnError as exc:
         console.say(str(exc))
-        return exc.exit_code
+        return opts.remap.get(exc.exit_code, exc.exit_code)
     os.chdir("/")
     loop.run()
     assert init.exit_code is not None

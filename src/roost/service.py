@@ -16,7 +16,9 @@ States:
             service are being cleaned up; it is down only when all are gone
   backoff   exited and waiting out the restart delay
   failed    given up on: an exit the policy does not restart, too many starts
-            in the window, or a start that never became ready
+            in the window, a start that never became ready, or a command that
+            could not be started at all (not found, exec failed: restarting
+            it would fail the same way)
   done      a oneshot that exited 0
 """
 
@@ -172,7 +174,7 @@ class Machine:
         return []
 
     def stop(self, now: float, reason: str = "stopped") -> list[Action]:
-        """Want the service down: signal it, or cancel a pending restart."""
+        """Want the service down: signal it, cancel a pending restart, or forget a failure."""
         self.want = False
         if self.state in (STARTING, UP):
             self._after_stop = "down"
@@ -184,7 +186,7 @@ class Machine:
         if self.state == BACKOFF:
             self._enter(DOWN, now, reason)
             return [Disarm(T_BACKOFF)]
-        if self.state == DONE:
+        if self.state in (DONE, FAILED):
             self._enter(DOWN, now, reason)
         elif self.state == DOWN:
             self.reason = reason
@@ -220,11 +222,19 @@ class Machine:
         return []
 
     def spawn_failed(self, reason: str, now: float) -> list[Action]:
-        """The command could not be started at all (not found, fork failed)."""
+        """The command could not be started at all (not found, exec failed): failed, not retried."""
         self.pid = None
         self.last_exit = reason
         self.last_status = None
-        return [Disarm(T_START), *self._after_exit(now, success=False)]
+        if self.state == STOPPING:
+            return [Disarm(T_STOP), *self._stopped(now)]
+        if self.state not in (STARTING, UP):
+            return []
+        if self.want:
+            self._enter(FAILED, now, reason)
+        else:
+            self._enter(DOWN, now, "stopped")
+        return [Disarm(T_START)]
 
     def exec_done(self, now: float) -> list[Action]:
         """The exec succeeded; for `ready = "exec"` that is readiness."""
@@ -260,7 +270,9 @@ class Machine:
         """The main process ended; `leftovers`: other processes of the service remain."""
         self.pid = None
         self.last_status = status
-        self.last_exit = detail or status.describe()
+        if not (self.state == STOPPING and self._after_stop == "failure"):
+            # Stopping a start that timed out: the timeout, not the signal, is the cause.
+            self.last_exit = detail or status.describe()
         if self.state == STOPPING:
             if leftovers:
                 return []
@@ -308,9 +320,11 @@ class Machine:
         self.up_since = None
         self._after_stop = "down"
         self._enter(STARTING, now, "")
-        actions: list[Action] = [Spawn()]
+        actions: list[Action] = []
+        # The timer is armed before the spawn: a spawn that fails at once disarms it.
         if self.config.ready != "exec" and self.config.start_timeout > 0:
             actions.append(Arm(T_START, self.config.start_timeout))
+        actions.append(Spawn())
         return actions
 
     def _begin_stop(self, now: float, reason: str) -> list[Action]:

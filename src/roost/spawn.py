@@ -42,6 +42,7 @@ class Command:
 
     __slots__ = (
         "argv",
+        "cgroup",
         "cwd",
         "env",
         "env_pid_var",
@@ -63,7 +64,7 @@ class Command:
                  groups: Sequence[int] | None = None, fds: Mapping[int, int] | None = None,
                  session: str = NEW_SESSION, foreground_tty: int | None = None,
                  pdeathsig: int = 0, nofile: tuple[int, int] | None = None,
-                 env_pid_var: str | None = None):
+                 env_pid_var: str | None = None, cgroup: str | None = None):
         self.argv = list(argv)
         self.executable = executable
         self.env = dict(os.environ if env is None else env)
@@ -80,6 +81,9 @@ class Command:
         self.nofile = nofile
         # Set to the child's own PID in its environment (LISTEN_PID of socket activation).
         self.env_pid_var = env_pid_var
+        # A cgroup v2 directory the child joins before anything else, so that it and
+        # everything it forks are tracked from the first instruction of the new program.
+        self.cgroup = cgroup
 
 
 class Child:
@@ -171,6 +175,9 @@ def spawn(command: Command) -> Child:
         if os.getpid() == parent:
             _signal.pthread_sigmask(_signal.SIG_SETMASK, old_mask)
     os.close(err_w)
+    if command.cgroup is not None:
+        # Both sides place the child: once spawn() returns it is in its cgroup.
+        _join_cgroup(command.cgroup, pid)
     if command.session == NEW_GROUP:
         # Both sides set the group, so neither can act on the child before it exists.
         try:
@@ -187,6 +194,9 @@ def _child(command: Command, executable: str, err_w: int, parent: int) -> None:
         _signal.set_wakeup_fd(-1)
         for signum in _RESET:
             _signal.signal(signum, _signal.SIG_DFL)
+        if command.cgroup is not None:
+            stage = f"join cgroup {command.cgroup}"
+            _join_cgroup(command.cgroup, 0, strict=True)
         if command.pdeathsig:
             stage = "prctl"
             from roost import linux  # noqa: PLC0415 - loaded by the parent already when used
@@ -235,6 +245,19 @@ def _child(command: Command, executable: str, err_w: int, parent: int) -> None:
         _report(err_w, f"{stage}: {exc!r}")
         os._exit(127)
     os._exit(127)
+
+
+def _join_cgroup(directory: str, pid: int, strict: bool = False) -> None:
+    """Move `pid` (0: the caller) into a cgroup v2 directory."""
+    try:
+        fd = os.open(directory + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        if strict:
+            raise
 
 
 def _arrange_fds(fds: dict[int, int], err_w: int) -> int:

@@ -15,6 +15,7 @@ import os
 import pwd
 
 from roost import console, graph, proc, service, sigs
+from roost.exits import ExitStatus
 from roost.logs import LogSettings, ServiceLog
 from roost.loop import READ
 from roost.readiness import NotificationFd, NotifySocket
@@ -27,13 +28,18 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from roost.config.model import Config, ServiceConfig
-    from roost.exits import ExitStatus
     from roost.loop import Loop, Timer
     from roost.reaper import Reaper
     from roost.spawn import Child
 
 # Variables a service must not inherit from roost's own environment: they were
 # addressed to roost.
+# The timer that looks for a forking service's pid file, and how often it looks.
+T_FIND_MAIN = "find-main"
+PID_FILE_POLL = 0.02
+# How many hand-overs in a row roost follows when a daemon's main process exits.
+HAND_OVERS = 8
+
 _PRIVATE_ENV = ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "ROOST_CONTROL")
 
 
@@ -75,6 +81,8 @@ class Supervisor:
         self.pdeathsig = pdeathsig
         self.nofile = nofile
         self.tracker = tracker or Tracker(loop)
+        # A forking service's pid file as it was before the spawn: (inode, mtime, content).
+        self._pid_files: dict[str, tuple[int, int, bytes] | None] = {}
         self.services: dict[str, Runtime] = {}
         self._waiters: list[tuple[Callable[[], bool], Callable[[], None]]] = []
         self._base_env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
@@ -179,7 +187,9 @@ class Supervisor:
     def send_signal(self, name: str, signum: int) -> bool:
         """Send `signum` to a service's main process; False if it has none."""
         rt = self.services[name]
-        return rt.child is not None and rt.child.signal(signum)
+        if rt.child is not None:
+            return rt.child.signal(signum)
+        return self.tracker.signal_main(name, signum)
 
     def when(self, condition: Callable[[], bool], callback: Callable[[], None]) -> None:
         """Call `callback` once `condition()` holds (checked after every state change)."""
@@ -267,10 +277,16 @@ class Supervisor:
         for dep in rt.config.wants:
             other = self.services[dep].machine
             if other.state in (service.STARTING, service.STOPPING) or (
-                    other.want and other.state == service.DOWN):
+                    other.want and other.state == service.DOWN and not self.blocked(dep)):
                 m.hold(now, f"waiting for {dep}")
                 return
         self._act(rt, m.start(now))
+
+    def blocked(self, name: str) -> bool:
+        """True if something `name` requires, directly or further down, has failed."""
+        requires = {n: r.config.requires for n, r in self.services.items()}
+        return any(self.services[dep].machine.state == service.FAILED
+                   for dep in graph.closure([name], requires) - {name})
 
     def _try_stop(self, rt: Runtime) -> None:
         m = rt.machine
@@ -298,6 +314,10 @@ class Supervisor:
             self._wake(rt.config.after)
             if m.state == service.FAILED:
                 self._hold_requirers(rt.name)
+                # A service that only wants one of these, which now cannot start,
+                # need wait no longer.
+                held = self._requirers(rt.name) | {rt.name}
+                self._wake(sorted({d for n in held for d in self._dependents.get(n, ())}))
         if self._waiters:
             waiting, self._waiters = self._waiters, []
             for condition, callback in waiting:
@@ -360,9 +380,13 @@ class Supervisor:
         now = self.loop.now()
         try:
             command = self._command(rt)
+            command.cgroup = self.tracker.placement(cfg)
         except (KeyError, OSError, ValueError) as exc:
             self._act(rt, rt.machine.spawn_failed(f"cannot start: {exc}", now))
             return
+        if cfg.pid_file:
+            # Before the spawn: a launcher may write the file before spawn() returns.
+            self._pid_files[rt.name] = _file_state(self._pid_file_path(rt))
         try:
             child = spawn(command)
         except SpawnError as exc:
@@ -376,7 +400,8 @@ class Supervisor:
         if rt.notify_fd is not None:
             rt.notify_fd.spawned()
         rt.child = child
-        self.tracker.started(rt.name, child.pid)
+        self.tracker.unwatch_main(rt.name)
+        self.tracker.started(rt.name, child.pid, forking=cfg.type == "forking")
         self.reaper.watch(child.pid, lambda pid, status: self._exited(rt, child, status))
         self.loop.watch(child.exec_fd, READ, lambda _ev: self._exec_report(rt, child))
         rt.machine.spawned(child.pid, now)
@@ -420,10 +445,13 @@ class Supervisor:
 
     def _exec_report(self, rt: Runtime, child: Child) -> None:
         fd = child.exec_fd
+        # Unwatch before exec_result() closes the fd: a child forked meanwhile may hold a
+        # copy, which would keep the epoll entry alive and report it under a reused number.
+        self.loop.unwatch(fd)
         known, error = child.exec_result()
         if not known:
+            self.loop.watch(fd, READ, lambda _ev: self._exec_report(rt, child))
             return
-        self.loop.unwatch(fd)
         if error is not None:
             rt.exec_error = error
         elif rt.child is child:
@@ -446,24 +474,37 @@ class Supervisor:
 
     def _exited(self, rt: Runtime, child: Child, status: ExitStatus) -> None:
         if child.exec_fd >= 0:
-            fd = child.exec_fd
+            self.loop.unwatch(child.exec_fd)  # before the fd is closed: see _exec_report
             known, error = child.exec_result()
-            if known:
-                self.loop.unwatch(fd)
-                if error:
-                    rt.exec_error = error
+            if known and error:
+                rt.exec_error = error
         child.close()
         if rt.child is child:
             rt.child = None
         self._close_notify_fd(rt)
+        self.tracker.exited(rt.name, child.pid)
         leftovers = bool(self.tracker.members(rt.name))
+        if not leftovers:
+            rt.log.settle()
         detail = f"{status.describe()}: {rt.exec_error}" if rt.exec_error else None
-        self._act(rt, rt.machine.exited(status, self.loop.now(), leftovers, detail))
-        if leftovers:
+        if rt.exec_error is not None and not leftovers:
+            # The command never ran: a failure to start, not a crash to restart.
+            self._act(rt, rt.machine.spawn_failed(f"cannot start: {rt.exec_error}",
+                                                  self.loop.now()))
+        else:
+            self._act(rt, rt.machine.exited(status, self.loop.now(), leftovers, detail))
+        if leftovers and rt.machine.state == service.STOPPING:
             self.tracker.when_empty(rt.name, lambda: self._gone(rt))
 
     def _gone(self, rt: Runtime) -> None:
-        self._act(rt, rt.machine.gone(self.loop.now()))
+        m = rt.machine
+        rt.log.settle()
+        if m.pid is not None and rt.child is None and self.tracker.main_of(rt.name) is None:
+            # The main process went with everything else, its exit unseen: all is gone.
+            self._act(rt, m.exited(ExitStatus(), self.loop.now(), False,
+                                   f"main process {m.pid} is gone"))
+            return
+        self._act(rt, m.gone(self.loop.now()))
 
     def _kill(self, rt: Runtime, signum: int, scope: str) -> None:
         self._send(rt, signum, scope)
@@ -473,55 +514,155 @@ class Supervisor:
         console.debug(f"{rt.name}: sent {sigs.name(signum)} ({scope})")
 
     def _send(self, rt: Runtime, signum: int, scope: str) -> None:
-        child = rt.child
-        if child is not None:
-            if scope == "all":
-                # While the leader is unreaped its PID, and so the group id, cannot be reused.
-                try:
-                    os.killpg(child.pid, signum)
-                    return
-                except ProcessLookupError:
-                    pass
-            child.signal(signum)
-            return
         if scope != "all":
+            if rt.child is not None:
+                rt.child.signal(signum)
+            else:
+                self.tracker.signal_main(rt.name, signum)
             return
-        for st in self.tracker.members(rt.name):
-            fd = proc.pin(st)
-            if fd is None:
-                continue
-            try:
-                _signal.pidfd_send_signal(fd, signum)
-            except ProcessLookupError:
-                pass
-            finally:
-                os.close(fd)
+        # Every member, through pidfds verified after opening: a recycled PID is never hit.
+        self.tracker.signal_all(rt.name, signum)
+        if rt.machine.state == service.STOPPING and rt.child is None \
+                and self.tracker.main_of(rt.name) is None:
+            # No main process left whose exit would end the stop: its last process will.
+            self.tracker.when_empty(rt.name, lambda: self._gone(rt))
+
+    # -- forking services ------------------------------------------------------------
+
+    def _pid_file_path(self, rt: Runtime) -> str:
+        path = rt.config.pid_file or ""
+        return os.path.join(rt.config.working_directory or "/", path)
+
+    def _read_pid_file(self, rt: Runtime) -> int | None:
+        """The PID a forking service's pid file names, once written for this start."""
+        path = self._pid_file_path(rt)
+        state = _file_state(path)
+        if state is None or state == self._pid_files.get(rt.name):
+            return None  # not written yet (or left over from an earlier run, untouched)
+        try:
+            return int(state[2].split()[0])
+        except (ValueError, IndexError):
+            return None  # being written
 
     def _find_main(self, rt: Runtime) -> None:
-        now = self.loop.now()
-        members = self.tracker.members(rt.name)
-        pid: int | None = None
-        cfg = rt.config
-        if cfg.pid_file:
-            try:
-                with open(cfg.pid_file) as f:
-                    pid = int(f.read().split()[0])
-            except (OSError, ValueError, IndexError) as exc:
-                self._act(rt, rt.machine.main_missing(f"cannot read pid file {cfg.pid_file}: "
-                                                      f"{exc}", now))
-                return
-            if pid not in {st.pid for st in members}:
-                self._act(rt, rt.machine.main_missing(
-                    f"pid file {cfg.pid_file} names {pid}, not a process of the service", now))
-                return
-        elif len(members) == 1:
-            pid = members[0].pid
-        else:
-            reason = ("the launcher exited 0 but left no process" if not members else
-                      f"{len(members)} processes left and no pid_file to choose the main one")
-            self._act(rt, rt.machine.main_missing(reason, now))
+        """The launcher exited 0: name the daemon (pid file, else the one top process)."""
+        m = rt.machine
+        if m.state != service.STARTING or rt.timers.get(T_FIND_MAIN) is not None:
             return
-        self._act(rt, rt.machine.main_found(pid, now))
+        now = self.loop.now()
+        name = rt.name
+        cfg = rt.config
+        members = self.tracker.members(name)
+        if cfg.pid_file:
+            path = self._pid_file_path(rt)
+            pid = self._read_pid_file(rt)
+            if pid is not None and self.tracker.belongs(name, pid):
+                self._found_main(rt, pid)
+                return
+            if pid is not None and proc.stat(pid) is not None:
+                self._act(rt, m.main_missing(
+                    f"pid file {path} names pid {pid} ({proc.cmdline(pid) or '?'}), which is "
+                    f"not a process of {name}: refused", now))
+                return
+            if not members:
+                self._act(rt, m.main_missing(
+                    f"the launcher exited 0 but left no process (pid file {path} "
+                    f"{'names a dead process' if pid else 'not written'})", now))
+                return
+
+            # The daemon writes its pid file once it has settled, often after the
+            # launcher is gone: look again until it does (the start timeout bounds this).
+            def again() -> None:
+                rt.timers.pop(T_FIND_MAIN, None)
+                self._find_main(rt)
+
+            rt.timers[T_FIND_MAIN] = self.loop.call_later(PID_FILE_POLL, again)
+            return
+        tops = _tops(members)
+        if len(tops) == 1:
+            self._found_main(rt, tops[0].pid)
+            return
+        if not members:
+            reason = "the launcher exited 0 but left no process"
+        else:
+            reason = (f"{len(tops)} top-level processes left "
+                      f"({', '.join(str(st.pid) for st in tops)}) and no pid_file to choose "
+                      "the main one")
+        self._act(rt, m.main_missing(reason, now))
+
+    def _found_main(self, rt: Runtime, pid: int) -> None:
+        self.tracker.settled(rt.name)
+        self._act(rt, rt.machine.main_found(pid, self.loop.now()))
+        if rt.machine.pid == pid and not self._watch_main(rt, pid):
+            self._main_exited(rt, pid, None)
+
+    def _watch_main(self, rt: Runtime, pid: int) -> bool:
+        """Follow the daemon's exit: its status if roost reaps it, else its pidfd."""
+        def reaped(_pid: int, status: ExitStatus) -> None:
+            self._main_exited(rt, pid, status)
+
+        def gone() -> None:
+            # Its pidfd says it exited. If it was roost's child (adopted), the reaper
+            # has its status: drain it, which calls reaped(). Else its parent reaps it.
+            self.reaper.drain()
+            if self.reaper.owns(pid):
+                self.reaper.forget(pid)
+                self._main_exited(rt, pid, None)
+
+        if not self.tracker.watch_main(rt.name, pid, gone):
+            return False
+        self.reaper.watch(pid, reaped)
+        return True
+
+    def _main_exited(self, rt: Runtime, pid: int, status: ExitStatus | None) -> None:
+        """The daemon of a forking service ended (status None: its parent reaped it)."""
+        born = 0
+        if self.tracker.main_of(rt.name) == pid:
+            born = self.tracker.main_started(rt.name)
+            self.tracker.unwatch_main(rt.name)
+        self.reaper.forget(pid)
+        m = rt.machine
+        if m.pid != pid:
+            return
+        # The dance may go on while roost follows it: an heir can exit before it is pinned.
+        for _ in range(HAND_OVERS):
+            heir = self._heir(rt, pid, status, born)
+            if heir is None:
+                break
+            how = status.describe() if status is not None else "exited"
+            console.say(f"{rt.name}: main process {pid} {how}, handing over to {heir}")
+            st = proc.stat(heir)
+            m.pid = heir
+            if self._watch_main(rt, heir):
+                return
+            pid, status, born = heir, None, st.starttime if st is not None else born
+        leftovers = bool(self.tracker.members(rt.name))
+        detail = None if status is not None else (
+            f"main process {pid} exited (its status went to its own parent)")
+        self._act(rt, m.exited(status or ExitStatus(), self.loop.now(), leftovers, detail))
+        if leftovers:
+            self.tracker.when_empty(rt.name, lambda: self._gone(rt))
+
+    def _heir(self, rt: Runtime, old: int, status: ExitStatus | None, born: int) -> int | None:
+        """The process the daemon handed over to as it exited, if it did.
+
+        With a pid file: the process it names now, if another live member. Without:
+        an exit 0 (or unseen) that leaves exactly one top-level process, born after
+        the old main, is the daemon's fork dance going on, not its death.
+        """
+        if rt.machine.state != service.UP:
+            return None
+        if rt.config.pid_file:
+            pid = self._read_pid_file(rt)
+            if pid is not None and pid != old and self.tracker.belongs(rt.name, pid):
+                return pid
+            return None
+        if status is not None and not status.success:
+            return None
+        tops = _tops(self.tracker.members(rt.name))
+        if len(tops) == 1 and tops[0].starttime >= born:
+            return tops[0].pid
+        return None
 
     # -- reporting -----------------------------------------------------------------
 
@@ -549,6 +690,22 @@ class Supervisor:
                 "tracking": self.tracker.means_for(name),
             })
         return records
+
+
+def _tops(members: list[proc.ProcStat]) -> list[proc.ProcStat]:
+    """The members whose parent is not a member: the tops of a service's process trees."""
+    pids = {st.pid for st in members}
+    return [st for st in members if st.ppid not in pids]
+
+
+def _file_state(path: str) -> tuple[int, int, bytes] | None:
+    """(inode, mtime, content) of a small file, or None if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            return st.st_ino, st.st_mtime_ns, f.read(64)
+    except OSError:
+        return None
 
 
 def _passwd(user: str | None) -> pwd.struct_passwd | None:

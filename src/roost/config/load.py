@@ -73,11 +73,18 @@ def _boolean(value: Any) -> bool:
     return value
 
 
+# The longest duration accepted: a timer further away than epoll can wait (about
+# 24.8 days) would end the reactor, and no supervision delay needs more.
+MAX_SECONDS = 1_000_000
+
+
 def _seconds(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number of seconds, got {_kind(value)}")
     if not value >= 0:  # also rejects NaN
         raise ValueError(f"must be 0 or more, got {value}")
+    if not value <= MAX_SECONDS:
+        raise ValueError(f"must be at most {MAX_SECONDS} seconds, got {value}")
     return float(value)
 
 
@@ -182,6 +189,14 @@ def _weight(value: Any) -> int:
     raise ValueError(f"expected an integer from 1 to 10000, got {value!r}")
 
 
+def _argv(value: Any) -> list[str]:
+    if isinstance(value, str) and value.strip():
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(a, str) and a for a in value):
+        return list(value)
+    raise ValueError(f"expected a program path or a list like [\"/bin/sh\", \"-l\"], got {value!r}")
+
+
 def _kind(value: Any) -> str:
     return {
         bool: "a boolean", int: "an integer", float: "a number", str: "a string",
@@ -224,6 +239,12 @@ SETTINGS_KEYS: dict[str, Callable[[Any], Any]] = {
     "log_console": _boolean,
     "control": _string,
     "control_group": _account,
+    "emergency_shell": _argv,
+    "fatal_action": _choice(("reboot", "poweroff", "halt")),
+    "ctrl_alt_del": _choice(("reboot", "poweroff", "halt", "ignore")),
+    "kill_timeout": _seconds,
+    "shutdown_timeout": _seconds,
+    "finale": _choice(("auto", "always", "never")),
 }
 
 
@@ -269,6 +290,8 @@ def _read_toml(path: str, errors: list[ConfigError]) -> tuple[dict[str, Any], st
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         line = _decode_error_line(message)
+        if line is None and "end of document" in message:
+            line = max(1, len(text.splitlines()))  # where the parser gave up
         message = re.sub(r"\s*\(at .*\)$", "", message)
         errors.append(ConfigError(path, f"TOML syntax: {message}", line=line))
         return None
@@ -286,9 +309,7 @@ def _unknown(path: str, text: str, key: str, known: dict[str, Any]) -> ConfigErr
 
 
 def _service(name: str, path: str, data: dict[str, Any], text: str, directory: str,
-             errors: list[ConfigError]) -> ServiceConfig | None:
-    before = len(errors)
-
+             errors: list[ConfigError]) -> ServiceConfig:
     def error(key: str | None, message: str) -> None:
         errors.append(ConfigError(path, message, key=key,
                                   line=_key_line(text, key) if key else None))
@@ -343,7 +364,11 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
     if service.type == "oneshot" and service.restart == "always":
         error("restart", "a oneshot that exits 0 is done; use \"on-failure\" or \"never\"")
     if service.restart_delay_max < service.restart_delay:
-        error("restart_delay_max", "must not be less than restart_delay")
+        if "restart_delay_max" in values:
+            error("restart_delay_max", "must not be less than restart_delay")
+        else:
+            error("restart_delay", f"must not be more than restart_delay_max "
+                  f"({service.restart_delay_max:g}s)")
     for dep in service.after:
         if dep == name:
             key = "requires" if dep in service.requires else "wants"
@@ -377,7 +402,7 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
             error("command", f"command not found: {argv[0]}")
         elif not os.access(found, os.X_OK) or os.path.isdir(found):
             error("command", f"not executable: {found}")
-    return service if len(errors) == before else None
+    return service
 
 
 def _settings(path: str, errors: list[ConfigError]) -> Settings:
@@ -398,6 +423,9 @@ def _settings(path: str, errors: list[ConfigError]) -> Settings:
             setattr(settings, key, checker(value))
         except ValueError as exc:
             errors.append(ConfigError(path, str(exc), key=key, line=_key_line(text, key)))
+    if settings.log_dir and not os.path.isabs(settings.log_dir):
+        # Like working_directory: relative to the configuration, not to roost's cwd.
+        settings.log_dir = os.path.join(os.path.dirname(path), settings.log_dir)
     if settings.control_group is not None and not settings.control_group.isdigit():
         try:
             grp.getgrnam(settings.control_group)
@@ -419,6 +447,9 @@ def read(directory: str) -> tuple[Config, list[ConfigError]]:
         return Config(directory, {}, Settings()), errors
     settings = _settings(os.path.join(directory, SETTINGS_FILE), errors)
     services: dict[str, ServiceConfig] = {}
+    # Every service that could be parsed, valid or not: a cycle through an invalid
+    # service is still reported in the same pass.
+    parsed: dict[str, ServiceConfig] = {}
     texts: dict[str, str] = {}
     for entry in entries:
         if not entry.endswith(".toml") or entry == SETTINGS_FILE:
@@ -434,28 +465,33 @@ def read(directory: str) -> tuple[Config, list[ConfigError]]:
             continue
         data, text = loaded
         texts[name] = text
+        before = len(errors)
         service = _service(name, path, data, text, directory, errors)
-        if service is not None:
+        parsed[name] = service
+        if len(errors) == before:
             services[name] = service
-    _check_graph(directory, services, texts, errors)
+    _check_graph(directory, services, parsed, texts, errors)
     return Config(directory, services, settings), errors
 
 
-def _check_graph(directory: str, services: dict[str, ServiceConfig], texts: dict[str, str],
+def _check_graph(directory: str, services: dict[str, ServiceConfig],
+                 parsed: dict[str, ServiceConfig], texts: dict[str, str],
                  errors: list[ConfigError]) -> None:
     known = set(services)
-    for name, service in services.items():
+    for name, service in parsed.items():
         for key, deps in (("requires", service.requires), ("wants", service.wants)):
             for dep in deps:
-                if dep not in known:
+                if dep not in known and dep != name:
                     path = os.path.join(directory, dep + ".toml")
                     reason = ("which is invalid" if os.path.exists(path)
                               else "no such service")
                     errors.append(ConfigError(service.path, f"{dep}: {reason}", key=key,
                                               line=_key_line(texts[name], key)))
-    cycle = find_cycle({name: [d for d in s.after if d in known] for name, s in services.items()})
+    # Self-dependencies are reported by _service already.
+    cycle = find_cycle({name: [d for d in s.after if d in parsed and d != name]
+                        for name, s in parsed.items()})
     if cycle:
-        first = services[cycle[0]]
+        first = parsed[cycle[0]]
         key = "requires" if cycle[1] in first.requires else "wants"
         errors.append(ConfigError(first.path, "dependency cycle: " + " -> ".join(cycle), key=key,
                                   line=_key_line(texts[cycle[0]], key)))

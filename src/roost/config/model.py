@@ -95,8 +95,9 @@ class ServiceConfig:
 class Settings:
     """Global settings, from `roost.toml`."""
 
-    __slots__ = ("control", "control_group", "log_console", "log_dir", "log_keep",
-                 "log_max_bytes", "path")
+    __slots__ = ("control", "control_group", "ctrl_alt_del", "emergency_shell", "fatal_action",
+                 "finale", "kill_timeout", "log_console", "log_dir", "log_keep", "log_max_bytes",
+                 "path", "shutdown_timeout")
 
     def __init__(self) -> None:
         self.path: str | None = None
@@ -106,6 +107,13 @@ class Settings:
         self.log_console: bool | None = None
         self.control: str | None = None
         self.control_group: str | None = None
+        # System mode (roost as init); see docs/system-init.md.
+        self.emergency_shell: list[str] | None = None  # run on the console when boot fails
+        self.fatal_action = "reboot"  # after the emergency shell, or instead of it
+        self.ctrl_alt_del = "reboot"
+        self.kill_timeout = 5.0  # TERM to what is left at shutdown, then KILL
+        self.shutdown_timeout = 120.0  # for every service to stop, before the kill phase
+        self.finale = "auto"  # pivot to a shutdown tmpfs: auto, always or never
 
 
 class Config:

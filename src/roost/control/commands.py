@@ -31,10 +31,17 @@ def _names(manager: Manager, args: dict[str, object], required: bool = True) -> 
     return list(names)
 
 
+# The largest number a request may give: a timer further away than epoll can wait
+# (about 24.8 days) would end the reactor, and JSON lets a client send Infinity.
+MAX_NUMBER = 1_000_000
+
+
 def _number(args: dict[str, object], key: str, default: float) -> float:
     value = args.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ProtocolError(protocol.BAD_REQUEST, f"\"{key}\" must be a number >= 0")
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not 0 <= value <= MAX_NUMBER):
+        raise ProtocolError(protocol.BAD_REQUEST,
+                            f"\"{key}\" must be a number from 0 to {MAX_NUMBER}")
     return float(value)
 
 
@@ -54,9 +61,10 @@ def status(manager: Manager, conn: Connection, ident: object, args: dict[str, ob
 def _settled_for_start(manager: Manager, names: list[str]) -> bool:
     for name in names:
         m = manager.supervisor.services[name].machine
-        if m.state in (service.STARTING, service.STOPPING, service.BACKOFF):
+        # Not wanted (yet): a restart still waiting for what requires it to stop first.
+        if not m.want or m.state in (service.STARTING, service.STOPPING, service.BACKOFF):
             return False
-        if m.state == service.DOWN and m.want and not m.reason.startswith("requirement"):
+        if m.state == service.DOWN and m.want and not manager.supervisor.blocked(name):
             return False
     return True
 
@@ -150,19 +158,32 @@ def log(manager: Manager, conn: Connection, ident: object, args: dict[str, objec
 
 
 def tree(manager: Manager, conn: Connection, ident: object, args: dict[str, object]) -> None:
-    """Every process of every service (or of the named ones)."""
-    names = _names(manager, args, required=False) or list(manager.supervisor.services)
+    """Every process of every service (or of the named ones), and the orphans roost adopted."""
+    explicit = _names(manager, args, required=False)
+    names = explicit or list(manager.supervisor.services)
+    tracker = manager.supervisor.tracker
     table = proc.snapshot()
     result = []
     for name in names:
-        members = manager.supervisor.tracker.members(name, table)
-        result.append({
-            "service": name,
-            "tracking": manager.supervisor.tracker.means_for(name),
-            "processes": [{"pid": st.pid, "ppid": st.ppid, "command": proc.cmdline(st.pid)
-                           or f"[{st.comm}]"} for st in sorted(members, key=lambda s: s.pid)],
-        })
-    conn.send(protocol.ok(ident, {"services": result, "orphans": []}))
+        members = {st.pid: st for st in tracker.members(name, table)}
+        main = manager.supervisor.services[name].machine.pid
+        processes = []
+        # Parents before their children, each with its depth in the service's tree.
+        children: dict[int, list[int]] = {}
+        for st in members.values():
+            children.setdefault(st.ppid if st.ppid in members else 0, []).append(st.pid)
+        stack = [(pid, 0) for pid in sorted(children.get(0, []), reverse=True)]
+        while stack:
+            pid, depth = stack.pop()
+            st = members[pid]
+            processes.append({"pid": pid, "ppid": st.ppid, "depth": depth, "main": pid == main,
+                              "command": proc.cmdline(pid) or f"[{st.comm}]"})
+            stack.extend((c, depth + 1) for c in sorted(children.get(pid, []), reverse=True))
+        result.append({"service": name, "tracking": tracker.means_for(name),
+                       "cgroup": tracker.cgroup_of(name), "main": main,
+                       "processes": processes})
+    orphans = [o for o in tracker.orphans(table) if not explicit or o["service"] in explicit]
+    conn.send(protocol.ok(ident, {"services": result, "orphans": orphans}))
 
 
 def reload(manager: Manager, conn: Connection, ident: object, args: dict[str, object]) -> None:
@@ -185,6 +206,21 @@ def shutdown(manager: Manager, conn: Connection, ident: object,
     manager.shutdown("shutdown requested")
 
 
+def _power(kind: str) -> Callable[[Manager, Connection, object, dict[str, object]], None]:
+    def handle(manager: Manager, conn: Connection, ident: object,
+               args: dict[str, object]) -> None:
+        if manager.system is None:
+            raise ProtocolError(protocol.FAILED, f"{kind}: this roost is not the system's init "
+                                "(it supervises as `roost up`; use `roost shutdown`)")
+        from roost.system.boot import peer_name  # noqa: PLC0415
+
+        conn.send(protocol.ok(ident, manager.system.request(kind, peer_name(conn),
+                                                            bool(args.get("force")))))
+
+    handle.__doc__ = f"Ask init to {kind}: acknowledged at once, carried out after the reply."
+    return handle
+
+
 COMMANDS: dict[str, Callable[[Manager, Connection, object, dict[str, object]], None]] = {
     "ping": ping,
     "status": status,
@@ -196,6 +232,10 @@ COMMANDS: dict[str, Callable[[Manager, Connection, object, dict[str, object]], N
     "tree": tree,
     "reload": reload,
     "shutdown": shutdown,
+    "poweroff": _power("poweroff"),
+    "reboot": _power("reboot"),
+    "halt": _power("halt"),
+    "kexec": _power("kexec"),
 }
 
 

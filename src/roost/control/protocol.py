@@ -57,6 +57,9 @@ def decode_request(line: bytes) -> tuple[object, str, dict[str, object]]:
         message = json.loads(line)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(BAD_REQUEST, f"not JSON: {exc}") from None
+    except RecursionError:
+        # Deep nesting exhausts the parser's stack: a malformed request, not a failure.
+        raise ProtocolError(BAD_REQUEST, "not JSON: nested too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError(BAD_REQUEST, "a request must be a JSON object")
     version = message.get("v")

@@ -99,6 +99,20 @@ class Connection:
         for hook in self.on_close:
             hook()
 
+    def _hung_up(self) -> bool:
+        """Confirm a hang-up on the socket itself.
+
+        The reactor may hand over an event that one poll reported for an earlier
+        descriptor with this number, closed and reused while that poll's events
+        were being handled.
+        """
+        try:
+            return not self.sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
     def touch(self) -> None:
         """(Re)start the idle timer."""
         if self._idle is not None:
@@ -116,7 +130,8 @@ class Connection:
         """Read requests, write backlog, notice hang-ups."""
         if events & WRITE:
             self._flush()
-        if events & (select.EPOLLHUP | select.EPOLLERR) and not events & select.EPOLLIN:
+        if (events & (select.EPOLLHUP | select.EPOLLERR) and not events & select.EPOLLIN
+                and self._hung_up()):
             self.close()
         if not events & READ or self.closed:
             return
@@ -232,7 +247,9 @@ def _peer(sock: socket.socket) -> Peer:
                                                   _UCRED.size))
     groups: tuple[int, ...] = ()
     try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * 1024)
+        # CPython refuses a buffer over 1024 bytes: room for 256 groups. A peer in
+        # more gets ERANGE and is judged by its uid and primary group alone.
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 1024)
         groups = struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4])
     except OSError:
         pass

@@ -1,0 +1,452 @@
+"""Stage 1 and 2 of `roost init`: from the kernel's first exec to supervising the machine.
+
+By the time this module runs, roost.early has blocked every signal, so a
+request sent in the first milliseconds waits as a pending signal. The order
+after that is chosen so that requests are heard as early as possible:
+
+1. the reactor's handlers for every request signal (pending ones arrive now);
+2. the abstract control socket @roost/control (no filesystem needed);
+3. the API filesystems, where missing, then /run/roost/control as well;
+4. hostname, console, Ctrl-Alt-Del routed to PID 1 as SIGINT;
+5. the configuration, then the services.
+
+Between steps roost looks at its sockets and signals without waiting. A
+request heard at any point is acknowledged at once and wins: the steps left
+are skipped but for the API filesystems that stage 3 needs (services not yet
+started never start; starting ones are stopped) and stage 3 (shutdown.py)
+begins.
+
+PID 1 never exits: every step is fenced, and a failure roost cannot get past
+ends in the configured emergency shell and then a reboot (or the configured
+fatal action), not in a kernel panic.
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+import sys
+
+from roost import __version__, console, linux, sigs
+from roost.loop import Loop
+from roost.reaper import Reaper
+from roost.system import mounts, requests
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from roost.config.model import Config, Settings
+    from roost.control.server import Connection, ControlServer
+    from roost.exits import ExitStatus
+    from roost.manager import Manager
+
+DEFAULT_CONFIG = "/etc/roost"
+RUN_CONTROL = "/run/roost/control"
+USAGE = """\
+usage: roost init [-c DIR] [-v]
+
+Run as the system's init (PID 1 of the machine or of a PID namespace): mount
+the API filesystems, start the services of DIR (default /etc/roost), take
+poweroff/reboot/halt requests at any moment, and shut down to a clean root.
+"""
+
+
+class BootOptions:
+    """The command line of `roost init`; unknown words (from the kernel) are kept, not fatal."""
+
+    __slots__ = ("config", "help", "ignored", "verbose")
+
+    def __init__(self) -> None:
+        self.config: str | None = None
+        self.verbose = False
+        self.help = False
+        self.ignored: list[str] = []
+
+
+def parse(args: list[str]) -> BootOptions:
+    """Parse leniently: the kernel passes init whatever it did not understand."""
+    opts = BootOptions()
+    items = list(args)
+    while items:
+        arg = items.pop(0)
+        if arg in ("-c", "--config") and items:
+            opts.config = items.pop(0)
+        elif arg.startswith("--config="):
+            opts.config = arg.partition("=")[2]
+        elif arg in ("-v", "--verbose"):
+            opts.verbose = True
+        elif arg in ("-h", "--help"):
+            opts.help = True
+        else:
+            opts.ignored.append(arg)
+    return opts
+
+
+def _request_signals() -> set[int]:
+    return {*requests.SIGNAL_REQUESTS, requests.CTRL_ALT_DEL}
+
+
+class System:
+    """roost as init: the boot sequence, the request queue, and the hand-over to stage 3."""
+
+    def __init__(self, opts: BootOptions):
+        self.opts = opts
+        self.scope = linux.pid1_scope() or linux.NAMESPACE
+        self.loop = Loop()
+        self.reaper = Reaper()
+        self.reaper.on_orphan = self._orphan
+        self.servers: list[ControlServer] = []
+        self.manager: Manager | None = None
+        self.settings: Settings | None = None
+        self.kind: str | None = None
+        self.force = False
+        self.booting = True
+        self.services_down = False
+        self.baseline: set[int] = set()
+        self.directory = opts.config or os.environ.get("ROOST_CONFIG") or DEFAULT_CONFIG
+
+    def current_settings(self) -> Settings | None:
+        """The settings in force: the supervisor's (they follow reloads), else the boot's."""
+        return self.manager.config.settings if self.manager is not None else self.settings
+
+    # -- requests ------------------------------------------------------------------
+
+    def request(self, kind: str, source: str, force: bool = False) -> dict[str, object]:
+        """Queue a power request (the first one wins); return the acknowledgement."""
+        if kind not in requests.KINDS:
+            raise ValueError(f"unknown request {kind!r}")
+        first = self.kind is None
+        if first:
+            self.kind = kind
+            self.force = force
+            when = " during boot: the rest of the start sequence is abandoned" if (
+                self.booting) else ""
+            console.say(f"{kind} requested by {source}{when}")
+            self._begin_shutdown(f"{kind} requested")
+        else:
+            console.say(f"{kind} requested by {source}: already carrying out {self.kind}")
+        return {"accepted": kind, "carrying_out": self.kind, "during_boot": self.booting,
+                "first": first}
+
+    def _begin_shutdown(self, reason: str) -> None:
+        manager = self.manager
+        if manager is None or self.force:
+            self.services_down = True
+            if manager is not None:
+                manager.stopping = True
+            return
+        settings = manager.config.settings
+        self.loop.call_later(settings.shutdown_timeout, self._shutdown_overdue)
+        manager.shutdown(reason)
+
+    def _shutdown_overdue(self) -> None:
+        if not self.services_down:
+            timeout = self.manager.config.settings.shutdown_timeout if self.manager else 0
+            console.say(f"services still stopping after {timeout:g}s: going on without them")
+            self.services_down = True
+
+    def _services_stopped(self) -> None:
+        self.services_down = True
+        if self.kind is None:
+            # `roost shutdown` stops every service and leaves; for init leaving means power off.
+            console.say("every service stopped on request: powering off")
+            self.kind = requests.POWEROFF
+
+    def on_signal(self, signum: int) -> None:
+        """Reap on CHLD, reload on HUP, queue a request for the request signals."""
+        if signum == _signal.SIGCHLD:
+            self.reaper.drain()
+        elif signum in requests.SIGNAL_REQUESTS:
+            self.request(requests.SIGNAL_REQUESTS[signum], sigs.name(signum))
+        elif signum == requests.CTRL_ALT_DEL:
+            settings = self.current_settings()
+            action = settings.ctrl_alt_del if settings else requests.REBOOT
+            if action == "ignore":
+                console.say("Ctrl-Alt-Del ignored (ctrl_alt_del = \"ignore\")")
+            else:
+                self.request(action, f"{sigs.name(signum)} (Ctrl-Alt-Del)")
+        elif signum == _signal.SIGHUP and self.manager is not None:
+            self.manager.on_signal(signum)
+        else:
+            console.debug(f"{sigs.name(signum)} ignored")
+
+    def _orphan(self, pid: int, status: ExitStatus) -> None:
+        if self.manager is not None:
+            self.manager.orphans_reaped += 1
+        console.debug(f"reaped orphan {pid} ({status.describe()})")
+
+    # -- the control socket ----------------------------------------------------------
+
+    def dispatch(self, conn: Connection, ident: object, cmd: str,
+                 args: dict[str, object]) -> None:
+        """Serve a request: power requests and ping at any time, the rest once supervising."""
+        from roost.control import protocol  # noqa: PLC0415
+
+        if self.manager is not None:
+            from roost.control import commands  # noqa: PLC0415
+
+            commands.dispatch(self.manager, conn, ident, cmd, args)
+            return
+        if cmd in requests.KINDS:
+            conn.send(protocol.ok(ident, self.request(cmd, peer_name(conn),
+                                                      bool(args.get("force")))))
+        elif cmd == "ping":
+            conn.send(protocol.ok(ident, {"roost": __version__, "protocol": protocol.VERSION,
+                                          "pid": os.getpid(), "pid1": True, "booting": True,
+                                          "directory": self.directory}))
+        else:
+            raise protocol.ProtocolError(protocol.FAILED,
+                                         f"{cmd}: roost is still booting; try again shortly")
+
+    def _listen(self, address: str) -> None:
+        from roost.control.server import ControlServer  # noqa: PLC0415
+
+        try:
+            self.servers.append(ControlServer(self.loop, address, self.dispatch))
+        except Exception as exc:  # noqa: BLE001 - requests still arrive by signal
+            console.say(f"cannot listen on {address}: {exc}")
+
+    def poll(self) -> None:
+        """Serve whatever is ready on the sockets and signals, without waiting."""
+        for _ in range(3):
+            self.loop.run_once(0)
+
+    # -- stage 1 ---------------------------------------------------------------------------
+
+    def _step(self, what: str, fn: object, always: bool = False) -> None:
+        """Run one boot step; a failure is reported and the boot goes on.
+
+        Once a request is queued the remaining steps are skipped, except those stage 3
+        needs (`always`): the console and the API filesystems (/proc above all: without
+        it roost could not even tell a machine from a namespace, or read the mount table).
+        """
+        if self.kind is not None and not always:
+            return
+        try:
+            fn()  # type: ignore[operator]
+        except Exception:  # noqa: BLE001 - one failed step must not stop the boot
+            console.error_trace(f"boot step {what!r}")
+        self.poll()
+
+    def _console(self) -> None:
+        """On a machine: 0, 1 and 2 on /dev/console, faults reported there."""
+        import faulthandler  # noqa: PLC0415 - a C module: no import cost
+
+        if self.scope == linux.MACHINE:
+            try:
+                fd = os.open("/dev/console", os.O_RDWR | os.O_NOCTTY)
+            except OSError:
+                fd = -1
+            if fd >= 0:
+                for target in (0, 1, 2):
+                    if fd != target:
+                        os.dup2(fd, target, inheritable=True)
+                if fd > 2:
+                    os.close(fd)
+        try:
+            faulthandler.enable(file=2, all_threads=True)
+        except (OSError, ValueError, RuntimeError):
+            pass
+
+    def _mount_api(self) -> None:
+        made = []
+        for target, fstype, source, flags, data in mounts.API_MOUNTS:
+            if target == "/sys/fs/cgroup" and self.scope != linux.MACHINE:
+                continue  # a namespace keeps the cgroup tree it was given
+            if target == "/dev" and self.scope != linux.MACHINE:
+                continue
+            if mounts.mount_api(target, fstype, source, flags, data):
+                made.append(target)
+            if target == "/proc":
+                self.scope = linux.pid1_scope() or linux.NAMESPACE
+        if made:
+            console.say("mounted " + " ".join(made))
+
+    def _hostname(self) -> None:
+        try:
+            with open("/etc/hostname") as f:
+                name = f.read().split("#", 1)[0].strip()
+        except OSError:
+            return
+        if not name:
+            return
+        if self.scope != linux.MACHINE and linux._ns_inode("uts") == linux.PROC_UTS_INIT_INO:
+            return  # the host's hostname: not ours to set
+        linux.sethostname(name)
+        console.debug(f"hostname {name}")
+
+    def _ctrl_alt_del(self) -> None:
+        if self.scope == linux.MACHINE:
+            linux.reboot(linux.RB_DISABLE_CAD)  # the kernel sends SIGINT to PID 1 instead
+
+    def _load(self) -> Config | None:
+        from roost.config.load import read  # noqa: PLC0415
+
+        config, errors = read(self.directory)
+        self.settings = config.settings
+        if errors:
+            for error in errors:
+                console.say(str(error))
+            console.say(f"{len(errors)} configuration error{'s' if len(errors) > 1 else ''} in "
+                        f"{self.directory}: no service started (fix it, then `roost reload`)")
+            from roost.config.model import Config as ConfigType  # noqa: PLC0415
+
+            config = ConfigType(config.directory, {}, config.settings)
+            if config.settings.emergency_shell:
+                self.emergency_shell(wait=False)
+        return config
+
+    def _supervise(self, config: Config) -> None:
+        from roost.manager import Manager  # noqa: PLC0415
+
+        address = self.servers[0].address if self.servers else requests.SYSTEM_CONTROL
+        manager = Manager(config, control=address, pid1=True, loop=self.loop,
+                          reaper=self.reaper)
+        manager.system = self
+        manager.on_stopped.append(self._services_stopped)
+        if self.servers:
+            manager.control = self.servers[0]
+            for server in self.servers:
+                server.control_gid = manager.control_gid
+        self.manager = manager
+
+    def boot(self) -> None:
+        """Stage 1: everything before the services."""
+        console.configure(timestamps=True, verbose=self.opts.verbose)
+        self.loop.handle_signals(_request_signals() | {_signal.SIGCHLD, _signal.SIGHUP,
+                                                       _signal.SIGQUIT},
+                                 self.on_signal, ignore=(_signal.SIGPIPE,))
+        self._listen(requests.SYSTEM_CONTROL)
+        self.poll()
+        self.baseline = {m.ident for m in mounts.table()}
+        self._step("console", self._console, always=True)
+        self._step("mounts", self._mount_api, always=True)
+        # Only now can the scope be told: it is read from /proc.
+        console.say(f"roost {__version__} starting as PID 1 of the "
+                    f"{'machine' if self.scope == linux.MACHINE else 'PID namespace'}"
+                    + (f" (ignored arguments: {' '.join(self.opts.ignored)})"
+                       if self.opts.ignored else ""))
+        if self.scope == linux.MACHINE:
+            self._step("console", self._console, always=True)  # again: from the devtmpfs
+        if mounts.mounted("/run") is not None:
+            self._step("control socket", lambda: self._listen(RUN_CONTROL))
+        self._step("hostname", self._hostname)
+        self._step("ctrl-alt-del", self._ctrl_alt_del)
+        config: list[Config | None] = [None]
+        self._step("configuration", lambda: config.__setitem__(0, self._load()))
+        if config[0] is not None:
+            self._step("supervisor", lambda: self._supervise(config[0]))
+
+    def serve(self) -> None:
+        """Stage 2: start the services and supervise until a request has stopped them."""
+        manager = self.manager
+        if self.kind is None and manager is not None:
+            console.say(f"starting {len(manager.supervisor.services)} services from "
+                        f"{manager.config.directory}")
+            manager.supervisor.start_all()
+        self.booting = False
+        if self.kind is None and manager is None:
+            console.say("no supervisor: waiting for a power request")
+        while not self.services_down:
+            self.loop.run_once()
+
+    def run(self) -> int:
+        """Boot, supervise, shut down. On a machine this never returns."""
+        try:
+            self.boot()
+            self.serve()
+        except BaseException:  # noqa: BLE001 - PID 1 must reach stage 3 whatever happened
+            console.error_trace("roost init")
+            return self.fatal()
+        from roost.system.shutdown import Shutdown  # noqa: PLC0415
+
+        return Shutdown(self).run(self.kind or requests.POWEROFF)
+
+    # -- when all else fails ---------------------------------------------------------------
+
+    def emergency_shell(self, wait: bool = True) -> None:
+        """Run the configured emergency shell on the console; with `wait`, until it exits."""
+        settings = self.current_settings()
+        if settings is None or not settings.emergency_shell:
+            return
+        argv = settings.emergency_shell
+        # In a PID namespace /dev/console is the host's: the shell gets roost's own 0-2.
+        own_console = self.scope == linux.MACHINE
+        console.say(f"starting the emergency shell {' '.join(argv)} on the console")
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child only execs
+            try:
+                _signal.set_wakeup_fd(-1)
+                for signum in sigs.CATCHABLE:
+                    _signal.signal(signum, _signal.SIG_DFL)
+                os.setsid()
+                if own_console:
+                    fd = os.open("/dev/console", os.O_RDWR)
+                    import fcntl  # noqa: PLC0415
+                    import termios  # noqa: PLC0415
+
+                    try:
+                        fcntl.ioctl(fd, termios.TIOCSCTTY, 1)
+                    except OSError:
+                        pass
+                    for target in (0, 1, 2):
+                        os.dup2(fd, target)
+                os.closerange(3, 65536)
+                _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+                os.execv(argv[0], argv)
+            except BaseException:  # noqa: BLE001 - the child must never return into roost
+                os._exit(127)
+        if not wait:
+            self.reaper.watch(pid, lambda _p, status: console.say(
+                f"emergency shell ended ({status.describe()})"))
+            return
+        done: list[ExitStatus] = []
+        self.reaper.watch(pid, lambda _p, status: done.append(status))
+        import time  # noqa: PLC0415
+
+        while not done:
+            self.reaper.drain()
+            if not done:
+                time.sleep(0.1)
+        console.say(f"emergency shell ended ({done[0].describe()})")
+
+    def fatal(self) -> int:
+        """A failure roost cannot supervise through: emergency shell, then the fatal action."""
+        try:
+            self.emergency_shell(wait=True)
+        except BaseException:  # noqa: BLE001
+            console.error_trace("emergency shell")
+        settings = self.current_settings()
+        kind = self.kind or (settings.fatal_action if settings else requests.REBOOT)
+        from roost.system.shutdown import Shutdown  # noqa: PLC0415
+
+        return Shutdown(self).run(kind)
+
+
+def peer_name(conn: Connection) -> str:
+    """Who sent a request: pid, command name and uid, from the kernel's credentials."""
+    pid = conn.peer.pid
+    if pid == 0:
+        return f"a process outside this PID namespace (uid {conn.peer.uid})"
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            comm = f.read().strip()
+    except OSError:
+        comm = "?"
+    return f"pid {pid} ({comm}, uid {conn.peer.uid})"
+
+
+def main(args: list[str]) -> int:
+    """`roost init`: refuse unless PID 1, then boot, supervise and shut down."""
+    opts = parse(args)
+    if opts.help:
+        sys.stdout.write(USAGE)
+        return 0
+    if os.getpid() != 1 and args in (["0"], ["6"]):
+        # SysV's `init 0` and `init 6`, from a shell: ask the running init.
+        return requests.main(requests.POWEROFF if args == ["0"] else requests.REBOOT, [])
+    if os.getpid() != 1:
+        sys.stderr.write("roost init: must run as PID 1 (of the machine, or of a PID namespace: "
+                         "unshare --pid --fork --mount-proc); to supervise services as an "
+                         "ordinary process use `roost up`\n")
+        return 2
+    return System(opts).run()

@@ -1,0 +1,57 @@
+"""How a process ended, in words and as a shell exit code."""
+
+from __future__ import annotations
+
+import _signal
+import os
+
+import pytest
+
+from roost import sigs
+from roost.exits import ExitStatus
+
+
+def waitid(code: int, status: int) -> os.waitid_result:
+    return os.waitid_result((1234, 0, _signal.SIGCHLD, status, code))
+
+
+@pytest.mark.parametrize(("status", "text", "shell", "success"), [
+    (ExitStatus(code=0), "exited 0", 0, True),
+    (ExitStatus(code=3), "exited 3", 3, False),
+    (ExitStatus(code=255), "exited 255", 255, False),
+    (ExitStatus(signal=_signal.SIGTERM), "killed by SIGTERM", 128 + 15, False),
+    (ExitStatus(signal=_signal.SIGKILL), "killed by SIGKILL", 137, False),
+    (ExitStatus(signal=_signal.SIGSEGV, core=True), "killed by SIGSEGV (core dumped)", 139,
+     False),
+    (ExitStatus(signal=sigs.RTMIN + 2), "killed by SIGRTMIN+2", 128 + sigs.RTMIN + 2, False),
+])
+def test_describe(status: ExitStatus, text: str, shell: int, success: bool) -> None:
+    assert status.describe() == text
+    assert status.shell_code() == shell
+    assert status.success is success
+    assert repr(status) == f"ExitStatus({text!r})"
+
+
+def test_from_waitid() -> None:
+    assert ExitStatus.from_waitid(waitid(os.CLD_EXITED, 7)) == ExitStatus(code=7)
+    assert ExitStatus.from_waitid(waitid(os.CLD_KILLED, 9)) == ExitStatus(signal=9)
+    dumped = ExitStatus.from_waitid(waitid(os.CLD_DUMPED, _signal.SIGABRT))
+    assert dumped == ExitStatus(signal=_signal.SIGABRT, core=True)
+    assert dumped.describe() == "killed by SIGABRT (core dumped)"
+
+
+def test_from_wait_status() -> None:
+    # The classic status word: code << 8; signal in the low 7 bits; 0x80 for a core.
+    assert ExitStatus.from_wait_status(3 << 8) == ExitStatus(code=3)
+    assert ExitStatus.from_wait_status(0) == ExitStatus(code=0)
+    assert ExitStatus.from_wait_status(_signal.SIGTERM) == ExitStatus(signal=_signal.SIGTERM)
+    core = ExitStatus.from_wait_status(_signal.SIGSEGV | 0x80)
+    assert core == ExitStatus(signal=_signal.SIGSEGV, core=True)
+
+
+def test_equality_and_hash() -> None:
+    assert ExitStatus(code=1) == ExitStatus(code=1)
+    assert ExitStatus(code=1) != ExitStatus(code=2)
+    assert ExitStatus(signal=9) != ExitStatus(signal=9, core=True)
+    assert len({ExitStatus(code=1), ExitStatus(code=1), ExitStatus(signal=1)}) == 2
+    assert ExitStatus(code=0).__eq__("exited 0") is NotImplemented

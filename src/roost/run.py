@@ -72,8 +72,8 @@ class RunOptions:
         self.command: list[str] = []
 
 
-# The longest grace accepted: a timer further away than epoll can wait (about
-# 24.8 days) would end the reactor, and no container stops that slowly.
+# The longest grace accepted (11.6 days): no container stops that slowly, and a
+# bound keeps the deadline a real instant.
 MAX_GRACE = 1_000_000.0
 
 # Options that take no value, by their one-letter names (they may be bundled: -vg).
@@ -91,7 +91,9 @@ def _pairs(text: str, parse: Callable[[str], int]) -> list[tuple[int, int]]:
 
 
 def _code(text: str) -> int:
-    if not text.strip().isdigit() or int(text) > 255:
+    digits = text.strip()
+    # ASCII only: str.isdigit() also accepts characters like "²" that int() refuses.
+    if not (digits.isascii() and digits.isdigit()) or int(digits) > 255:
         raise UsageError(f"--remap-exit: not an exit status (0-255): {text!r}")
     return int(text)
 
@@ -181,7 +183,8 @@ def parse(args: list[str]) -> RunOptions:
 
 
 # Never forwarded: SIGCHLD is roost's own business; TTIN and TTOU are ignored so
-# that roost, once it has handed the terminal to its child, is never stopped.
+# that roost, once it has handed the terminal to its child, is never stopped; SIGPIPE
+# stays blocked, as roost's own writes to a closed stderr raise it.
 _NOT_FORWARDED = frozenset({_signal.SIGCHLD, _signal.SIGTTIN, _signal.SIGTTOU, _signal.SIGPIPE})
 FORWARDED = sigs.CATCHABLE - _NOT_FORWARDED
 HANDLED = FORWARDED | {_signal.SIGCHLD}

@@ -39,6 +39,8 @@ T_FIND_MAIN = "find-main"
 PID_FILE_POLL = 0.02
 # How many hand-overs in a row roost follows when a daemon's main process exits.
 HAND_OVERS = 8
+# How often roost re-reads a service whose top-level processes are dying as it looks.
+SETTLE_READS = 5
 
 _PRIVATE_ENV = ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "ROOST_CONTROL")
 
@@ -552,8 +554,8 @@ class Supervisor:
         now = self.loop.now()
         name = rt.name
         cfg = rt.config
-        members = self.tracker.members(name)
         if cfg.pid_file:
+            members = self.tracker.members(name)
             path = self._pid_file_path(rt)
             pid = self._read_pid_file(rt)
             if pid is not None and self.tracker.belongs(name, pid):
@@ -578,7 +580,7 @@ class Supervisor:
 
             rt.timers[T_FIND_MAIN] = self.loop.call_later(PID_FILE_POLL, again)
             return
-        tops = _tops(members)
+        members, tops = self._tops(rt)
         if len(tops) == 1:
             self._found_main(rt, tops[0].pid)
             return
@@ -589,6 +591,20 @@ class Supervisor:
                       f"({', '.join(str(st.pid) for st in tops)}) and no pid_file to choose "
                       "the main one")
         self._act(rt, m.main_missing(reason, now))
+
+    def _tops(self, rt: Runtime) -> tuple[list[proc.ProcStat], list[proc.ProcStat]]:
+        """The service's members and its top-level ones, read while nothing moves.
+
+        Each /proc read is a moment of its own: mid-dance, a parent can be read alive
+        and its child read already adopted, two tops at once. Read again while a top
+        has died since it was read.
+        """
+        for _ in range(SETTLE_READS):
+            members = self.tracker.members(rt.name)
+            tops = _tops(members)
+            if len(tops) <= 1 or all(_alive(st.pid) for st in tops):
+                break
+        return members, tops
 
     def _found_main(self, rt: Runtime, pid: int) -> None:
         self.tracker.settled(rt.name)
@@ -659,9 +675,12 @@ class Supervisor:
             return None
         if status is not None and not status.success:
             return None
-        tops = _tops(self.tracker.members(rt.name))
+        members, tops = self._tops(rt)
         if len(tops) == 1 and tops[0].starttime >= born:
             return tops[0].pid
+        console.debug(f"{rt.name}: no hand-over from {old}: top-level "
+                      f"{[(st.pid, st.ppid, st.state, st.starttime) for st in tops]} of "
+                      f"{len(members)} (main born {born})")
         return None
 
     # -- reporting -----------------------------------------------------------------
@@ -696,6 +715,11 @@ def _tops(members: list[proc.ProcStat]) -> list[proc.ProcStat]:
     """The members whose parent is not a member: the tops of a service's process trees."""
     pids = {st.pid for st in members}
     return [st for st in members if st.ppid not in pids]
+
+
+def _alive(pid: int) -> bool:
+    st = proc.stat(pid)
+    return st is not None and st.state != "Z"
 
 
 def _file_state(path: str) -> tuple[int, int, bytes] | None:

@@ -100,7 +100,8 @@ def test_remap_exit() -> None:
     assert opts.remap == {143: 0, 1: 0, 2: 255}
 
 
-@pytest.mark.parametrize("bad", ["143", "256:0", "1:-1", "a:b", "1:2:3", "+1:0"])
+@pytest.mark.parametrize("bad", ["143", "256:0", "1:-1", "a:b", "1:2:3", "+1:0", "\u00b2:0",
+                                 "\u0663:0", ":", "1:"])
 def test_bad_remap_exit(bad: str) -> None:
     with pytest.raises(UsageError):
         parse(["--remap-exit", bad, "--", "x"])

@@ -99,7 +99,8 @@ def render(run: dict[str, Any]) -> str:
         load = s.get("load", {})
         lines += [f"Scenario wall time: {fmt(s['wall_s'], 1)} s; 1-minute load average "
                   f"{fmt(load.get('start'))} at its start, {fmt(load.get('end'))} at its end "
-                  f"(2 cores: above 2, other work competed for the CPU).", ""]
+                  f"(2 cores; other work on the machine and the scenario's own process storms "
+                  "raise it).", ""]
         for t in s["tables"]:
             lines += _stats_table(t) if t["kind"] == "stats" else _grid(t)
         for p in s.get("plots", []):

@@ -31,6 +31,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/pip install -q -e '.[test]'
+# Bytecode once, not at every start of every roost the tests run.
+.venv/bin/python -m compileall -q src tests >/dev/null
 
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy

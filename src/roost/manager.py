@@ -94,9 +94,15 @@ class Manager:
                     f"{self.config.directory}; control on {self.control_address}")
         self.supervisor.start_all()
         self.loop.run()
+        self.close()
+        return self.exit_code
+
+    def close(self) -> None:
+        """Release the control socket and undo what tracking set up (its cgroups)."""
         if self.control is not None:
             self.control.close()
-        return self.exit_code
+            self.control = None
+        self.supervisor.tracker.close()
 
     def on_signal(self, signum: int) -> None:
         """SIGCHLD reaps; TERM, INT and QUIT shut down; HUP reloads."""

@@ -257,6 +257,12 @@ class Machine:
         self._enter(UP, now, "")
         return [Disarm(T_START)]
 
+    def main_changed(self, pid: int, now: float) -> list[Action]:
+        """The main process handed over to `pid` (a daemon's last fork) and lives on in it."""
+        if self.state in RUNNING:
+            self.pid = pid
+        return []
+
     def main_missing(self, reason: str, now: float) -> list[Action]:
         """A forking launcher exited 0 but no daemon could be identified."""
         if self.state != STARTING:

@@ -96,8 +96,7 @@ def run(opts: RunOptions, loop: Loop, reaper: Reaper, init: ContainerInit) -> in
     supervisor.start_all()
     supervisor.when(gate, start_main)
     loop.run()
-    if manager.control is not None:
-        manager.control.close()
+    manager.close()
     if init.exit_code is not None:
         return init.exit_code
     return outcome.get("code", SIDECAR_FAILED)

@@ -648,7 +648,7 @@ class Supervisor:
             how = status.describe() if status is not None else "exited"
             console.say(f"{rt.name}: main process {pid} {how}, handing over to {heir}")
             st = proc.stat(heir)
-            m.pid = heir
+            m.main_changed(heir, self.loop.now())
             if self._watch_main(rt, heir):
                 return
             pid, status, born = heir, None, st.starttime if st is not None else born

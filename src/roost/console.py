@@ -63,3 +63,17 @@ def error_trace(context: str) -> None:
         say(f"error in {context}:\n{traceback.format_exc().rstrip()}")
     except BaseException:  # noqa: BLE001 - reporting must not become the failure
         say(f"error in {context} (traceback unavailable)")
+
+
+def attach(path: str = "/dev/console") -> bool:
+    """Put the console on fds 0, 1 and 2 (PID 1 of a machine); False if it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return False
+    for target in (0, 1, 2):
+        if fd != target:
+            os.dup2(fd, target, inheritable=True)
+    if fd > 2:
+        os.close(fd)
+    return True

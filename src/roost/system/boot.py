@@ -232,16 +232,7 @@ class System:
         import faulthandler  # noqa: PLC0415 - a C module: no import cost
 
         if self.scope == linux.MACHINE:
-            try:
-                fd = os.open("/dev/console", os.O_RDWR | os.O_NOCTTY)
-            except OSError:
-                fd = -1
-            if fd >= 0:
-                for target in (0, 1, 2):
-                    if fd != target:
-                        os.dup2(fd, target, inheritable=True)
-                if fd > 2:
-                    os.close(fd)
+            console.attach()
         try:
             faulthandler.enable(file=2, all_threads=True)
         except (OSError, ValueError, RuntimeError):

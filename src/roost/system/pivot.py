@@ -219,18 +219,8 @@ def _console_only() -> None:
     In a PID namespace the console is the host's: 0, 1 and 2 stay what they were (files
     opened through the parent's mounts do not hold the namespace's copy of the root).
     """
-    fd = -1
     if linux.pid1_scope() == linux.MACHINE:
-        try:
-            fd = os.open("/dev/console", os.O_RDWR | os.O_NOCTTY)
-        except OSError:
-            fd = -1
-    if fd >= 0:
-        for target in (0, 1, 2):
-            if fd != target:
-                os.dup2(fd, target, inheritable=True)
-        if fd > 2:
-            os.close(fd)
+        console.attach()
     os.closerange(3, 65536)
 
 

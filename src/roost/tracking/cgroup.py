@@ -20,6 +20,8 @@ from __future__ import annotations
 import errno
 import os
 
+from roost import mountinfo
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from roost.config.model import ServiceConfig
@@ -43,36 +45,10 @@ def _write(path: str, text: str) -> None:
         os.close(fd)
 
 
-def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, str, bool]]:
+def mounts(path: str = "/proc/self/mountinfo") -> list[tuple[str, str, bool]]:
     """Every cgroup2 mount visible here: (mount point, root inside the hierarchy, writable)."""
-    found = []
-    try:
-        text = _read(mountinfo)
-    except OSError:
-        return []
-    for line in text.splitlines():
-        left, _, right = line.partition(" - ")
-        fields = left.split()
-        if not right.startswith("cgroup2 ") or len(fields) < 6:
-            continue
-        root, point, options = fields[3], fields[4], fields[5].split(",")
-        found.append((_unescape(point), _unescape(root), "rw" in options))
-    return found
-
-
-def _unescape(field: str) -> str:
-    """Undo mountinfo's escapes (space, tab, newline and backslash, as octal)."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
+    return [(m.target, m.root, "rw" in m.options.split(","))
+            for m in mountinfo.table(path) if m.fstype == "cgroup2"]
 
 
 def own_path(pid: int | str = "self") -> str | None:

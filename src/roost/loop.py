@@ -10,10 +10,10 @@ Every callback runs behind a barrier; nothing a handler raises leaves the loop.
 from __future__ import annotations
 
 import _signal
-import heapq
 import os
 import select
 import time
+from _heapq import heappop, heappush  # the C module: heapq.py adds only import time
 
 from roost import console
 
@@ -105,7 +105,7 @@ class Loop:
         """Run `callback` once the monotonic clock reaches `when`."""
         timer = Timer(when, callback)
         self._seq += 1
-        heapq.heappush(self._timers, (when, self._seq, timer))
+        heappush(self._timers, (when, self._seq, timer))
         return timer
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
@@ -179,7 +179,7 @@ class Loop:
         timers = self._timers
         # A cancelled timer must not wake an idle roost: drop it before it can.
         while timers and timers[0][2].cancelled:
-            heapq.heappop(timers)
+            heappop(timers)
         timeout = -1.0
         if timers:
             timeout = min(max(0.0, timers[0][0] - time.monotonic()), MAX_WAIT)
@@ -196,7 +196,7 @@ class Loop:
                 self._guard(handler, mask)
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
-            _, _, timer = heapq.heappop(self._timers)
+            _, _, timer = heappop(self._timers)
             if not timer.cancelled:
                 timer.cancelled = True
                 self._guard(timer.callback)

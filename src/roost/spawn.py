@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import _signal
 import errno
-import fcntl
 import os
 
 from roost import sigs
@@ -267,10 +266,13 @@ def _arrange_fds(fds: dict[int, int], err_w: int) -> int:
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         for target in (0, 1, 2):
             plan.setdefault(target, null)
-    # Lift every source above every target first, so no dup2 overwrites a source.
-    floor = max([*plan, err_w, 2]) + 1
-    lifted = {t: fcntl.fcntl(s, fcntl.F_DUPFD_CLOEXEC, floor) for t, s in plan.items()}
-    err_w = fcntl.fcntl(err_w, fcntl.F_DUPFD_CLOEXEC, max(lifted.values()) + 1)
+    # Lift every source above every fd in play first, so no dup2 overwrites a source.
+    # Whatever else sat at those numbers is closed below anyway.
+    floor = max([*plan, *plan.values(), err_w, 2]) + 1
+    lifted = {}
+    for index, (target, source) in enumerate(plan.items()):
+        lifted[target] = os.dup2(source, floor + index, inheritable=False)
+    err_w = os.dup2(err_w, floor + len(plan), inheritable=False)
     for target, source in lifted.items():
         os.dup2(source, target, inheritable=True)
     keep = sorted({*plan, err_w})

@@ -118,14 +118,16 @@ def test_pid1_imports_nothing_heavy() -> None:
     assert not heavy, f"roost run as PID 1 imported {heavy}"
 
 
-def test_not_pid1_adds_only_ctypes_for_prctl() -> None:
+def test_not_pid1_imports_nothing_heavy_either() -> None:
+    # The subreaper prctl goes through the _ctypes C module, not the ctypes package.
     ran = subprocess.run([*_launcher_argv(), "run", "--", "true"], capture_output=True,
                          timeout=20, check=False)
     assert ran.returncode == 0, ran
     imported = {line.rsplit("|", 1)[1].strip() for line in ran.stderr.decode().splitlines()
                 if line.startswith("import time:") and "|" in line}
     heavy = sorted(m for m in imported if m.split(".")[0] in FORBIDDEN)
-    assert heavy == ["ctypes", "ctypes._endian"], heavy
+    assert heavy == [], heavy
+    assert "_ctypes" in imported  # the prctl really ran, through the C module
 
 
 # -- measurement (not a test) ---------------------------------------------------------------

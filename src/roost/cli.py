@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from typing import Any
 
 from roost import __version__, early
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 CHECK_OK = 0
 FAILURE = 1
@@ -33,6 +36,8 @@ def _config_dir(value: str | None) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse  # noqa: PLC0415 - see _fast_up
+
     parser = argparse.ArgumentParser(
         prog="roost", description="A Linux init and service supervisor.",
         epilog="roost run -- CMD runs roost as a container init; see `roost run --help`.")
@@ -106,6 +111,9 @@ def main(args: list[str]) -> int:
         from roost.system import requests  # noqa: PLC0415
 
         return requests.main(args[0], args[1:])
+    fast = _fast_up(args)
+    if fast is not None:
+        return _up(fast)  # type: ignore[arg-type]
     parser = _parser()
     if not args:
         parser.print_help()
@@ -133,8 +141,48 @@ def main(args: list[str]) -> int:
     except RemoteError as exc:
         print(f"roost: {exc.message}", file=sys.stderr)
         return FAILURE
+    except BrokenPipeError:
+        # The reader went away (`roost status | head`): no traceback for that. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return CHECK_OK
     except KeyboardInterrupt:
         return 130
+
+
+_UP_VALUES = {"-c": "config", "--config": "config", "--log-dir": "log_dir",
+              "--control": "control"}
+_UP_FLAGS = {"--quiet": "quiet", "-v": "verbose", "--verbose": "verbose"}
+
+
+def _fast_up(args: list[str]) -> object | None:
+    """Parse a well-formed `roost up` line without argparse, or return None.
+
+    argparse would stay in the supervisor's memory (about 0.5 MB) for as long as it
+    runs; anything this does not recognise, `--help` included, goes to argparse for
+    its help and its error messages.
+    """
+    if args[:1] != ["up"]:
+        return None
+    import types  # noqa: PLC0415 - already loaded by the interpreter
+
+    ns = types.SimpleNamespace(command="up", config=None, log_dir=None, control=None,
+                               quiet=False, verbose=False)
+    rest = args[1:]
+    while rest:
+        arg = rest.pop(0)
+        name, eq, value = arg.partition("=")
+        if name in _UP_VALUES:
+            if not eq:
+                if not rest or rest[0].startswith("-"):
+                    return None
+                value = rest.pop(0)
+            setattr(ns, _UP_VALUES[name], value)
+        elif arg in _UP_FLAGS:
+            setattr(ns, _UP_FLAGS[arg], True)
+        else:
+            return None
+    return ns
 
 
 def _check(ns: argparse.Namespace) -> int:
@@ -154,7 +202,7 @@ def _check(ns: argparse.Namespace) -> int:
 
 def _up(ns: argparse.Namespace) -> int:
     from roost import console  # noqa: PLC0415
-    from roost.config.load import read  # noqa: PLC0415
+    from roost.config.reader import read  # noqa: PLC0415
     from roost.control.server import AddressInUse  # noqa: PLC0415
     from roost.manager import Manager  # noqa: PLC0415
 

@@ -14,7 +14,7 @@ import resource
 
 from roost import console, sigs
 from roost.config.load import ConfigInvalid
-from roost.config.load import load as load_config
+from roost.config.reader import load as load_config
 from roost.control.server import ControlServer
 from roost.logs import LogSettings
 from roost.loop import Loop
@@ -136,7 +136,7 @@ class Manager:
 
     def reload(self) -> dict[str, list[str]]:
         """Read the configuration again; apply the differences, or raise ConfigInvalid."""
-        new = load_config(self.config.directory)
+        new = load_config(self.config.directory, self.reaper)
         old_settings = self.config.settings
         settings = new.settings
         if settings.control != old_settings.control:

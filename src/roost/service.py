@@ -24,7 +24,7 @@ States:
 
 from __future__ import annotations
 
-import random
+import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,6 +55,11 @@ T_STOP = "stop"
 JITTER = 0.2
 
 SIGKILL = 9
+
+
+def _uniform() -> float:
+    """A number in [0, 1) for the jitter, without the `random` module's import cost."""
+    return int.from_bytes(os.urandom(4), "little") / 2**32
 
 
 class Spawn:
@@ -138,7 +143,7 @@ class Machine:
     )
 
     def __init__(self, config: ServiceConfig, now: float,
-                 rng: Callable[[], float] = random.random):
+                 rng: Callable[[], float] | None = None):
         self.config = config
         self.state = DOWN
         self.want = False
@@ -155,7 +160,7 @@ class Machine:
         # What to do once every process is gone while stopping: "down", "restart",
         # "failure" (a start that timed out), or "exit" (leftovers after an exit).
         self._after_stop = "down"
-        self._rng = rng
+        self._rng = rng or _uniform
 
     # -- requests ------------------------------------------------------------
 

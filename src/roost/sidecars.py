@@ -13,7 +13,7 @@ import os
 import sys
 
 from roost import console, service
-from roost.config.load import read
+from roost.config.reader import read
 from roost.control.protocol import default_address
 from roost.manager import Manager
 from roost.run import HANDLED, IGNORED

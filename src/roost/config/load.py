@@ -12,9 +12,6 @@ import grp
 import os
 import pwd
 import re
-import tomllib
-from collections.abc import Callable
-from typing import Any
 
 from roost import sigs
 from roost.config.model import (
@@ -26,6 +23,11 @@ from roost.config.model import (
 )
 from roost.graph import find_cycle
 from roost.spawn import find_executable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*\Z")
 SETTINGS_FILE = "roost.toml"
@@ -285,6 +287,8 @@ def _read_toml(path: str, errors: list[ConfigError]) -> tuple[dict[str, Any], st
     except UnicodeDecodeError as exc:
         errors.append(ConfigError(path, f"not UTF-8 text (byte {exc.start})"))
         return None
+    import tomllib  # noqa: PLC0415 - see roost.config.reader: the supervisor never loads it
+
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:

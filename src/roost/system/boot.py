@@ -270,9 +270,9 @@ class System:
             linux.reboot(linux.RB_DISABLE_CAD)  # the kernel sends SIGINT to PID 1 instead
 
     def _load(self) -> Config | None:
-        from roost.config.load import read  # noqa: PLC0415
+        from roost.config.reader import read  # noqa: PLC0415
 
-        config, errors = read(self.directory)
+        config, errors = read(self.directory, self.reaper)
         self.settings = config.settings
         if errors:
             for error in errors:

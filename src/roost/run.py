@@ -290,7 +290,8 @@ class ContainerInit:
 
     def on_orphan(self, pid: int, status: ExitStatus) -> None:
         """Log a reaped orphan (verbose only)."""
-        console.debug(f"reaped {pid} ({status.describe()})")
+        if console.verbose():  # an orphan storm must not pay for formatting unshown lines
+            console.say(f"reaped {pid} ({status.describe()})")
 
     def _main_exited(self, pid: int, status: ExitStatus) -> None:
         assert self.child is not None

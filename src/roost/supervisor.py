@@ -89,6 +89,11 @@ class Supervisor:
         self._waiters: list[tuple[Callable[[], bool], Callable[[], None]]] = []
         self._base_env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
         self._dependents: dict[str, set[str]] = {}
+        self._requiring: dict[str, set[str]] = {}
+        # How many services are starting, up or stopping, as last settled: "all
+        # stopped" is asked after every change during a shutdown, so it must not
+        # walk every service.
+        self._running = 0
         self.on_change: list[Callable[[Runtime, str], None]] = []
         for svc in config.services.values():
             self._add(svc)
@@ -114,12 +119,12 @@ class Supervisor:
     def _rebuild_graph(self) -> None:
         self._dependents = graph.dependents(
             {name: rt.config.after for name, rt in self.services.items()})
+        self._requiring = graph.dependents(
+            {name: rt.config.requires for name, rt in self.services.items()})
 
     def _requirers(self, name: str) -> set[str]:
         """Services that require `name`, transitively."""
-        requiring = graph.dependents(
-            {n: rt.config.requires for n, rt in self.services.items()})
-        return graph.closure([name], requiring) - {name}
+        return graph.closure([name], self._requiring) - {name}
 
     # -- requests ----------------------------------------------------------------
 
@@ -183,8 +188,8 @@ class Supervisor:
             self.when(self.all_stopped, then)
 
     def all_stopped(self) -> bool:
-        """True when no service has a process."""
-        return all(rt.machine.state not in RUNNING for rt in self.services.values())
+        """True when no service has a process (as of the last settled change)."""
+        return self._running == 0
 
     def send_signal(self, name: str, signum: int) -> bool:
         """Send `signum` to a service's main process; False if it has none."""
@@ -246,6 +251,8 @@ class Supervisor:
         if rt.notify_sock is not None:
             rt.notify_sock.close()
         self.tracker.forget(rt.name)
+        if rt.seen_state in RUNNING:
+            self._running -= 1
         del self.services[rt.name]
         self._rebuild_graph()
         console.say(f"{rt.name}: removed")
@@ -307,6 +314,7 @@ class Supervisor:
         m = rt.machine
         if m.state != rt.seen_state:
             before, rt.seen_state = rt.seen_state, m.state
+            self._running += (m.state in RUNNING) - (before in RUNNING)
             self._announce(rt)
             for hook in self.on_change:
                 hook(rt, before)

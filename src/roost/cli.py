@@ -40,9 +40,12 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="roost", description="A Linux init and service supervisor.",
-        epilog="roost run -- CMD runs roost as a container init; see `roost run --help`.")
+        epilog="`roost run --help` describes the container init's options.")
     parser.add_argument("--version", action="version", version=f"roost {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Listed for the help only: `roost run` is dispatched before this parser exists.
+    sub.add_parser("run", help="run CMD as a container's init: roost run [options] -- CMD",
+                   add_help=False)
 
     def control(p: argparse.ArgumentParser) -> None:
         p.add_argument("--control", metavar="ADDR",

@@ -86,6 +86,14 @@ def test_malformed_requests(line: bytes, code: str, text: str) -> None:
     assert text in caught.value.message
 
 
+def test_an_error_about_a_readable_request_carries_its_id() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode_request(b'{"v":7,"id":"abc","cmd":"ping"}')
+    assert caught.value.code == protocol.UNSUPPORTED_VERSION
+    assert caught.value.ident == "abc"
+    assert decode(protocol.error(caught.value.ident, caught.value.code, "x"))["id"] == "abc"
+
+
 def test_version_one_is_the_only_version() -> None:
     assert protocol.VERSION == 1
     assert decode(protocol.request("ping"))["v"] == 1

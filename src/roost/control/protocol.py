@@ -35,10 +35,11 @@ TIMEOUT = "timeout"
 class ProtocolError(Exception):
     """A request that cannot be served: `code` and a human `message`."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, ident: object = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.ident = ident  # the request's id, when it could be read
 
 
 def encode(message: dict[str, object]) -> bytes:
@@ -62,17 +63,18 @@ def decode_request(line: bytes) -> tuple[object, str, dict[str, object]]:
         raise ProtocolError(BAD_REQUEST, "not JSON: nested too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError(BAD_REQUEST, "a request must be a JSON object")
+    ident = message.get("id")
     version = message.get("v")
     if version != VERSION:
         raise ProtocolError(UNSUPPORTED_VERSION,
                             f"protocol version {version!r} not supported (this roost speaks "
-                            f"{VERSION})")
+                            f"{VERSION})", ident)
     cmd = message.get("cmd")
     if not isinstance(cmd, str):
-        raise ProtocolError(BAD_REQUEST, "missing \"cmd\" (a string)")
+        raise ProtocolError(BAD_REQUEST, "missing \"cmd\" (a string)", ident)
     args = message.get("args", {})
     if not isinstance(args, dict):
-        raise ProtocolError(BAD_REQUEST, "\"args\" must be an object")
+        raise ProtocolError(BAD_REQUEST, "\"args\" must be an object", ident)
     return message.get("id"), cmd, args
 
 

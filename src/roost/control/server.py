@@ -213,7 +213,7 @@ class ControlServer:
         try:
             ident, cmd, args = protocol.decode_request(line)
         except protocol.ProtocolError as exc:
-            conn.send(protocol.error(None, exc.code, exc.message))
+            conn.send(protocol.error(exc.ident, exc.code, exc.message))
             return
         if not self.permitted(conn.peer, cmd):
             conn.send(protocol.error(ident, protocol.NOT_PERMITTED,

@@ -122,10 +122,11 @@ def test_bad_requests_get_an_error_and_roost_goes_on(roost: Roost) -> None:
     with roost.raw() as conn:
         conn.send(b"garbage\n")
         assert error_of(conn.reply()) == (None, "bad-request")
+        # A readable request that is refused still gets its id back.
         conn.send(b'{"v":2,"id":5,"cmd":"ping"}\n')
-        assert error_of(conn.reply()) == (None, "unsupported-version")
+        assert error_of(conn.reply()) == (5, "unsupported-version")
         conn.send(b'{"id":5,"cmd":"ping"}\n')
-        assert error_of(conn.reply()) == (None, "unsupported-version")
+        assert error_of(conn.reply()) == (5, "unsupported-version")
         conn.send(b'{"v":1,"id":6,"cmd":"frobnicate"}\n')
         reply = conn.reply()
         assert error_of(reply) == (6, "unknown-command")
@@ -135,7 +136,7 @@ def test_bad_requests_get_an_error_and_roost_goes_on(roost: Roost) -> None:
         conn.send(b'{"v":1,"id":8,"cmd":"status","args":{"services":"svc"}}\n')
         assert error_of(conn.reply()) == (8, "bad-request")
         conn.send(b'{"v":1,"id":9,"cmd":"status","args":[]}\n')
-        assert error_of(conn.reply()) == (None, "bad-request")
+        assert error_of(conn.reply()) == (9, "bad-request")
         # Numbers the reactor could not wait for are refused, not obeyed.
         for timeout in (b"Infinity", b"1e300", b"-1", b'"10"'):
             conn.send(b'{"v":1,"id":10,"cmd":"start","args":{"services":["svc"],"timeout":'

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 
 from bench import inits, native, procs
-from bench.core import Ctx, Result, Table, Target, fmt, interleave
+from bench.core import BENCH_DIR, Ctx, Result, Table, Target, fmt, interleave, real_python
 from bench.procs import UNSHARE
 
 NAME = "orphans"
@@ -24,6 +24,8 @@ TITLE = "Orphan storm"
 ORDER = 50
 
 N = 10_000
+PY_FLOOR = "python floor"
+HELPERS = BENCH_DIR / "helpers"
 
 
 def storm(prefix: list[str], mode: str) -> dict[str, object]:
@@ -44,6 +46,11 @@ def run(ctx: Ctx) -> Result:
     ok, why = inits.available(ctx)
     for name, reason in why.items():
         res.notes.append(f"{name} not measured: {reason}")
+    # A floor, not a peer: what any Python PID 1 pays per reaped child.
+    ok[PY_FLOOR] = [real_python(), "-I", "-S", str(HELPERS / "py_reaper.py")]
+    res.notes.append(f"{PY_FLOOR} is bench/helpers/py_reaper.py: a 20-line Python PID 1 "
+                     "(sigwaitinfo, then waitid until empty). It is not an init anyone "
+                     "should use; it shows how much of roost's time is the interpreter's.")
     reps = ctx.n(2, 5)
     t_burst = Table(f"burst: {N:,} zombies at once, time to reap all", "ms", scale=1e3)
     p_burst = Table("burst: peak unreaped children of PID 1", "count", digits=0)

@@ -69,17 +69,18 @@ class Reaper:
                 break
             pid = result.si_pid
             count += 1
+            callback = owners.pop(pid, None) or on_orphan
+            if callback is None:
+                continue  # an orphan nobody listens to: reaped, nothing to build
             if result.si_code == exited:
                 status = ExitStatus(result.si_status)
             else:
                 status = ExitStatus(None, result.si_status, result.si_code == os.CLD_DUMPED)
-            callback = owners.pop(pid, None) or on_orphan
-            if callback is not None:
-                try:
-                    callback(pid, status)
-                except BaseException:  # noqa: BLE001 - the next status must still be reaped
-                    from roost import console  # noqa: PLC0415
+            try:
+                callback(pid, status)
+            except BaseException:  # noqa: BLE001 - the next status must still be reaped
+                from roost import console  # noqa: PLC0415
 
-                    console.error_trace(f"exit handler of pid {pid}")
+                console.error_trace(f"exit handler of pid {pid}")
         self.reaped += count
         return count

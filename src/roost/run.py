@@ -289,9 +289,8 @@ class ContainerInit:
     # -- exits -------------------------------------------------------------
 
     def on_orphan(self, pid: int, status: ExitStatus) -> None:
-        """Log a reaped orphan (verbose only)."""
-        if console.verbose():  # an orphan storm must not pay for formatting unshown lines
-            console.say(f"reaped {pid} ({status.describe()})")
+        """Log a reaped orphan (installed with -v only)."""
+        console.say(f"reaped {pid} ({status.describe()})")
 
     def _main_exited(self, pid: int, status: ExitStatus) -> None:
         assert self.child is not None
@@ -440,7 +439,8 @@ def main(args: list[str]) -> int:
     reaper = Reaper()
     init = ContainerInit(opts, loop, reaper)
     init.listen_fds = listen
-    reaper.on_orphan = init.on_orphan
+    if console.verbose():  # else an orphan is only reaped: a storm builds nothing per exit
+        reaper.on_orphan = init.on_orphan
     if opts.config is not None:
         from roost import sidecars  # noqa: PLC0415
 

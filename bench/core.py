@@ -122,6 +122,7 @@ class Target:
     goal: str
     met: bool | None
     figure: str
+    why: str = ""  # for a miss: by how much, and where the time or memory goes
 
 
 @dataclasses.dataclass

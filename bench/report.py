@@ -69,6 +69,11 @@ def render(run: dict[str, Any]) -> str:
         for t in s.get("targets", []):
             status = {True: "met", False: "**missed**", None: "not measured"}[t["met"]]
             lines.append(f"| {t['goal']} | {status} | {t['figure']} |")
+    whys = [t for s in run["scenarios"] for t in s.get("targets", [])
+            if t["met"] is False and t.get("why")]
+    if whys:
+        lines += ["", "Why the misses:", ""]
+        lines += [f"- {t['goal']}: {t['why']}" for t in whys]
     lines += ["", "## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in m.items()]
     lines += ["", "## Programs", "", "| program | version |", "|---|---|"]

@@ -89,6 +89,11 @@ def run(ctx: Ctx) -> Result:
         if ratio is None:
             res.targets.append(Target(goal, None, "roost or tini not measured"))
         else:
-            res.targets.append(Target(goal, ratio <= 1.0, f"{fmt(ratio)}x tini"))
+            floor = table.ratio(PY_FLOOR)
+            why = "" if floor is None else (
+                f"roost is {fmt(floor)}x the {PY_FLOOR} (a Python PID 1 that does nothing but "
+                "waitid until empty): the gap to tini is the interpreter's cost per reaped "
+                "child, not roost's.")
+            res.targets.append(Target(goal, ratio <= 1.0, f"{fmt(ratio)}x tini", why))
             res.headlines.append(f"orphan storm ({label}): roost takes {fmt(ratio)}x tini's time")
     return res

@@ -2,10 +2,12 @@
 
 Each container init runs `true` and exits with its status; the floor is a direct
 exec of `true`, and the reference for a Python init is a bare `python3 -I -S -c pass`
-(the real interpreter, no pyenv shim).  Measured twice: as a plain process, and as
-PID 1 of a fresh PID namespace (`unshare --pid --fork --mount-proc`, whose own cost
-is the namespace table's floor).  Own timing loop: posix_spawn + waitpid, stdout
-and stderr on /dev/null, subjects interleaved after a warm-up round.
+(the real interpreter, no pyenv shim).  A second reference, `python3 -I -S forks
+true`, imports os, forks, execs `true` and waits: the least any Python init does.
+Measured twice: as a plain process, and as PID 1 of a fresh PID namespace (`unshare
+--pid --fork --mount-proc`, whose own cost is the namespace table's floor).  Own
+timing loop: posix_spawn + waitpid, stdout and stderr on /dev/null, subjects
+interleaved after a warm-up round.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ TITLE = "Start-up overhead"
 ORDER = 10
 
 TRUE = shutil.which("true") or "/bin/true"
+BARE = "python3 -I -S -c pass"
+FORKS = "python3 -I -S forks true"
+FORK_TRUE = (f"import os\npid = os.fork()\nif pid == 0:\n    os.execv({TRUE!r}, ['true'])\n"
+             "os.waitpid(pid, 0)")
 DEVNULL_ACTIONS = [
     (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
     (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
@@ -46,18 +52,19 @@ def run(ctx: Ctx) -> Result:
         res.notes.append(f"{name} not measured: {reason}")
     subjects: dict[str, list[str]] = {
         "true (direct exec)": [TRUE],
-        "python3 -I -S -c pass": [real_python(), "-I", "-S", "-c", "pass"],
+        BARE: [real_python(), "-I", "-S", "-c", "pass"],
+        FORKS: [real_python(), "-I", "-S", "-c", FORK_TRUE],
     }
     for name, prefix in ok.items():
         subjects[name] = [*prefix, TRUE]
     unshare = shutil.which("unshare") or "/usr/bin/unshare"
     ns_subjects = {k: [unshare, *UNSHARE[1:], *v] for k, v in subjects.items()
-                   if k != "python3 -I -S -c pass"}
+                   if k not in (BARE, FORKS)}
     reps = ctx.n(30, 200)
     failures: dict[str, int] = {}
     for label, subj in (("plain process", subjects), ("PID 1 of a new PID namespace", ns_subjects)):
         table = Table(f"Spawn to exit, {label}", "ms", scale=1e3,
-                      baselines=("true (direct exec)", "python3 -I -S -c pass"))
+                      baselines=("true (direct exec)", BARE, FORKS))
         samples: dict[str, list[float]] = {k: [] for k in subj}
         for rep, name in interleave(list(subj), reps, warmup=3):
             dt, code = time_once(subj[name])
@@ -73,14 +80,21 @@ def run(ctx: Ctx) -> Result:
         res.notes.append(f"{name} exited {code} (expected 0) at least once")
     plain = res.tables[0]
     assert isinstance(plain, Table)
-    r = plain.ratio("python3 -I -S -c pass")
+    r = plain.ratio(BARE)
     if r is None:
         res.targets.append(Target("start-up <= 1.5x bare python3 -I -S -c pass", None,
                                   "roost not measured"))
     else:
         roost_ms = plain.row("roost").median * 1e3  # type: ignore[union-attr]
+        bare_ms = plain.row(BARE).median * 1e3  # type: ignore[union-attr]
+        forks_ms = plain.row(FORKS).median * 1e3  # type: ignore[union-attr]
+        why = (f"an interpreter that only imports os, forks and execs `true` already takes "
+               f"{fmt(forks_ms)} ms ({fmt(forks_ms / bare_ms)}x the bare start): the fork of "
+               f"a Python process and its wait are most of the gap. roost's own imports, "
+               f"the pip launcher's `site` and the child's set-up add "
+               f"{fmt(roost_ms - forks_ms)} ms on top.")
         res.targets.append(Target("start-up <= 1.5x bare python3 -I -S -c pass", r <= 1.5,
-                                  f"{fmt(r)}x ({fmt(roost_ms)} ms)"))
+                                  f"{fmt(r)}x ({fmt(roost_ms)} ms)", why))
         res.headlines.append(f"start-up: roost run -- true is {fmt(r)}x a bare python3 -I -S")
         for peer in ("tini", "dumb-init", "catatonit"):
             pr = plain.ratio(peer)

@@ -1,0 +1,160 @@
+"""`roost run -c DIR [--after SVC] -- CMD` as PID 1 of a fresh PID namespace.
+
+The sidecar services start first in dependency order, the main command waits for the
+ones named with `--after` to be ready, and when it exits the services stop in reverse
+order and roost exits with the main command's status. Every program appends to one
+event file, so the order in which things happened is read back afterwards.
+"""
+
+from __future__ import annotations
+
+import _signal
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import support
+from tests.support import PYTHON, ROOST, Namespace, wait_for
+
+pytestmark = pytest.mark.usefixtures("_unshare")
+
+DEADLINE = 30.0
+
+
+@pytest.fixture
+def _unshare() -> None:
+    support.require_unshare()
+
+
+# A sidecar: waits argv[3] seconds, appends "NAME ready", signals readiness on fd 3, then
+# appends "NAME stopped" on TERM and exits 0. Gives up after 60 s.
+SIDECAR = r"""
+import os, signal, sys, time
+events, name, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
+def note(text):
+    fd = os.open(events, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, f"{text}\n".encode())
+    os.close(fd)
+def on_term(signum, frame):
+    note(f"{name} stopped")
+    os._exit(0)
+signal.signal(signal.SIGTERM, on_term)
+time.sleep(delay)
+note(f"{name} ready")
+os.write(3, b"\n")
+time.sleep(60)
+os._exit(3)
+"""
+
+# The main command: appends "main ran", exits with argv[2].
+MAIN = r"""
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+os.write(fd, b"main ran\n")
+os.close(fd)
+sys.exit(int(sys.argv[2]))
+"""
+
+# The main command as a long runner with no TERM handler: appends "main ran", sleeps.
+MAIN_WAITS = r"""
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+os.write(fd, b"main ran\n")
+os.close(fd)
+time.sleep(60)
+sys.exit(3)
+"""
+
+
+def write_service(conf: Path, name: str, events: Path, delay: float, *,
+                  requires: tuple[str, ...] = ()) -> None:
+    """A sidecar NAME that is ready (fd:3) `delay` seconds after it starts."""
+    # A JSON string is a valid TOML basic string: the script's newlines stay escaped.
+    argv = json.dumps([PYTHON, "-c", SIDECAR, str(events), name, str(delay)])
+    lines = [f"command = {argv}", 'ready = "fd:3"', "stop_timeout = 5"]
+    if requires:
+        lines.append(f"requires = {json.dumps(list(requires))}")
+    (conf / f"{name}.toml").write_text("\n".join(lines) + "\n")
+
+
+def events_of(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def run_to_end(argv: list[str]) -> tuple[int, str]:
+    """Run `argv` as PID 1 of a new namespace to its end; its status and stderr."""
+    with Namespace(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as ns:
+        try:
+            _, err = ns.proc.communicate(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            ns.kill()
+            raise AssertionError(f"no exit within {DEADLINE}s: {argv}") from None
+        return ns.proc.returncode, err.decode()
+
+
+def test_main_waits_for_its_sidecars_and_they_stop_after_it_in_reverse_order(
+        tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    events = tmp_path / "events"
+    # cache becomes ready only well after it starts: a main command that did not wait
+    # for it would run first.
+    write_service(conf, "db", events, 0.2)
+    write_service(conf, "cache", events, 0.5, requires=("db",))
+    rc, err = run_to_end([*ROOST, "run", "-c", str(conf), "--after", "cache",
+                          "--control", support.unique_control(), "--",
+                          PYTHON, "-c", MAIN, str(events), "7"])
+    assert rc == 7, err
+    assert events_of(events) == ["db ready", "cache ready", "main ran",
+                                 "cache stopped", "db stopped"], err
+
+
+def test_a_failed_sidecar_keeps_the_main_command_from_starting(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    events = tmp_path / "events"
+    command = json.dumps([PYTHON, "-c", "import sys; sys.exit(4)"])
+    (conf / "broken.toml").write_text(f'command = {command}\nready = "fd:3"\nrestart = "never"\n')
+    rc, err = run_to_end([*ROOST, "run", "-c", str(conf), "--after", "broken",
+                          "--control", support.unique_control(), "--",
+                          PYTHON, "-c", MAIN, str(events), "0"])
+    assert rc == 1, err
+    assert "broken failed" in err and "not starting" in err, err
+    assert events_of(events) == []
+
+
+def test_term_from_the_runtime_ends_main_then_sidecars(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    events = tmp_path / "events"
+    write_service(conf, "db", events, 0.0)
+    argv = [*ROOST, "run", "-c", str(conf), "--after", "db", "--grace", "20",
+            "--control", support.unique_control(), "--",
+            PYTHON, "-c", MAIN_WAITS, str(events)]
+    with Namespace(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as ns:
+        wait_for(lambda: "main ran" in events_of(events), timeout=DEADLINE,
+                 what="the main command to start")
+        start = time.monotonic()
+        ns.signal(_signal.SIGTERM)
+        rc = ns.wait(timeout=DEADLINE)
+        err = ns.proc.stderr.read().decode() if ns.proc.stderr else ""
+    assert rc == 128 + _signal.SIGTERM, err
+    assert events_of(events) == ["db ready", "main ran", "db stopped"], err
+    # The main command died of the TERM at once: nothing waited for the 20 s grace.
+    assert time.monotonic() - start < 15, err
+
+
+def test_an_unknown_after_starts_nothing(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    events = tmp_path / "events"
+    write_service(conf, "db", events, 0.0)
+    rc, err = run_to_end([*ROOST, "run", "-c", str(conf), "--after", "dbb",
+                          "--control", support.unique_control(), "--",
+                          PYTHON, "-c", MAIN, str(events), "0"])
+    assert rc == 2, err
+    assert f"--after dbb: no such service in {conf}" in err, err
+    assert events_of(events) == []

@@ -89,11 +89,12 @@ def run(ctx: Ctx) -> Result:
         if ratio is None:
             res.targets.append(Target(goal, None, "roost or tini not measured"))
         else:
-            floor = table.ratio(PY_FLOOR)
-            why = "" if floor is None else (
-                f"roost is {fmt(floor)}x the {PY_FLOOR} (a Python PID 1 that does nothing but "
-                "waitid until empty): the gap to tini is the interpreter's cost per reaped "
-                "child, not roost's.")
+            floor, tini_row = table.row(PY_FLOOR), table.row("tini")
+            why = "" if floor is None or tini_row is None else (
+                f"the {PY_FLOOR} (a Python PID 1 that does nothing but waitid until empty) "
+                f"takes {fmt(floor.median / tini_row.median)}x tini's time and roost "
+                f"{fmt(table.ratio(PY_FLOOR) or 0)}x the floor's: what the interpreter costs "
+                "per reaped child, against what roost adds.")
             res.targets.append(Target(goal, ratio <= 1.0, f"{fmt(ratio)}x tini", why))
             res.headlines.append(f"orphan storm ({label}): roost takes {fmt(ratio)}x tini's time")
     return res

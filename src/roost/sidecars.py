@@ -44,7 +44,6 @@ def run(opts: RunOptions, loop: Loop, reaper: Reaper, init: ContainerInit) -> in
         return CONFIG_ERROR
     address = opts.control or config.settings.control or default_address()
     manager = Manager(config, control=address, loop=loop, reaper=reaper)
-    reaper.on_orphan = init.on_orphan if console.verbose() else None
     try:
         manager.open_control()
     except OSError as exc:

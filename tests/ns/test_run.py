@@ -18,19 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests import support
 from tests.support import PYTHON, ROOST, Namespace, descendants, proc_state, wait_for
 
-pytestmark = pytest.mark.usefixtures("_unshare")
+pytestmark = pytest.mark.usefixtures("unshare_required")
 
 # Deadline for one roost run in these tests: far below the grace periods the tests set
 # where they check that roost does not sleep the whole grace.
 RUN_DEADLINE = 20.0
 
-
-@pytest.fixture
-def _unshare() -> None:
-    support.require_unshare()
 
 
 # -- helper programs (run with the real interpreter; each ends by itself) ----------------

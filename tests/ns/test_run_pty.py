@@ -21,12 +21,8 @@ import pytest
 from tests import support
 from tests.support import ROOST, Namespace, descendants, proc_state, wait_for
 
-pytestmark = pytest.mark.usefixtures("_unshare")
+pytestmark = pytest.mark.usefixtures("unshare_required")
 
-
-@pytest.fixture
-def _unshare() -> None:
-    support.require_unshare()
 
 
 def _stat_fields(pid: int) -> list[str]:

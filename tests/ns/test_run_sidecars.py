@@ -19,14 +19,10 @@ import pytest
 from tests import support
 from tests.support import PYTHON, ROOST, Namespace, wait_for
 
-pytestmark = pytest.mark.usefixtures("_unshare")
+pytestmark = pytest.mark.usefixtures("unshare_required")
 
 DEADLINE = 30.0
 
-
-@pytest.fixture
-def _unshare() -> None:
-    support.require_unshare()
 
 
 # A sidecar: waits argv[3] seconds, appends "NAME ready", signals readiness on fd 3, then

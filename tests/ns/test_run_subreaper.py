@@ -21,12 +21,8 @@ from tests import support
 from tests.ns.test_run import DAEMON, py, roost
 from tests.support import PYTHON, Namespace, started, wait_for
 
-pytestmark = pytest.mark.usefixtures("_unshare")
+pytestmark = pytest.mark.usefixtures("unshare_required")
 
-
-@pytest.fixture
-def _unshare() -> None:
-    support.require_unshare()
 
 
 # PID 1 of the namespace: run argv[1:], reap everything, and when that child is gone

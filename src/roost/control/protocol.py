@@ -75,7 +75,7 @@ def decode_request(line: bytes) -> tuple[object, str, dict[str, object]]:
     args = message.get("args", {})
     if not isinstance(args, dict):
         raise ProtocolError(BAD_REQUEST, "\"args\" must be an object", ident)
-    return message.get("id"), cmd, args
+    return ident, cmd, args
 
 
 def ok(ident: object, result: object) -> bytes:

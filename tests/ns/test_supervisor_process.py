@@ -85,12 +85,14 @@ def ignore_some_signals() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGALRM, signal.SIGWINCH})
 
 
-def _cmdline(pid: int) -> bytes:
+def _asleep(pid: int) -> bool:
+    """True once `pid` waits in nanosleep: `sleep` has finished starting (its locale files
+    are open only while it starts, so its fd table is read after that)."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
+        with open(f"/proc/{pid}/wchan") as f:
+            return "nanosleep" in f.read()
     except OSError:
-        return b""
+        return False
 
 
 def fds(pid: int) -> dict[int, str]:
@@ -109,11 +111,10 @@ def test_clean_signals_and_no_stray_fds(tmp_path: Path, mode: str) -> None:
         roost.wait_state("bare", "up")
         pids = {name: roost.host_pid(roost.status(name)["pid"])
                 for name in ("bare", "notifier", "notified")}
-        # Two of them are never ready: wait until each has been executed, so that what is
-        # seen is what the program got, not roost's child on its way there.
+        # Two of them are never ready: wait until each sleeps, so that what is seen is what
+        # the program kept, not roost's child on its way there nor sleep's own start-up.
         for pid in pids.values():
-            wait_for(lambda p=pid: _cmdline(p) == b"sleep\x00600\x00", timeout=10,
-                     what=f"pid {pid} to exec")
+            wait_for(lambda p=pid: _asleep(p), timeout=10, what=f"pid {pid} to sleep")
         for name, pid in pids.items():
             assert status_field(pid, "SigBlk") == "0000000000000000", name
             assert status_field(pid, "SigIgn") == "0000000000000000", name
@@ -123,7 +124,7 @@ def test_clean_signals_and_no_stray_fds(tmp_path: Path, mode: str) -> None:
             assert table[0] == "/dev/null"
             assert table[1] == table[2] and table[1].startswith("pipe:")
         table = fds(pids["notifier"])
-        assert sorted(table) == [0, 1, 2, 3], table
+        assert sorted(table) == [0, 1, 2, 3], sorted(table.items())
         assert table[3].startswith("pipe:") and table[3] != table[1]
 
 

@@ -300,6 +300,12 @@ BAD_VALUES = [
     ("cpu_weight", "0", "expected an integer from 1 to 10000, got 0"),
     ("cpu_weight", "10001", "expected an integer from 1 to 10000, got 10001"),
     ("cpu_weight", '"high"', "expected an integer from 1 to 10000, got 'high'"),
+    # NUL can reach no syscall: refused wherever it hides, before any lookup trips on it.
+    ("user", '"\\u0000"', "contains a NUL character"),
+    ("group", '"a\\u0000b"', "contains a NUL character"),
+    ("environment", '{ X = "\\u0000" }', "contains a NUL character"),
+    ("environment", '{ "X\\u0000" = "1" }', "contains a NUL character"),
+    ("working_directory", '"/\\u0000"', "contains a NUL character"),
 ]
 
 
@@ -324,6 +330,7 @@ def test_missing_command(tmp_path: Path) -> None:
     ("command = []", 1, "expected a non-empty list of strings"),
     ('command = ["true", 1]', 1, "expected a non-empty list of strings"),
     ("command = 5", 1, "expected a non-empty list of strings"),
+    ('command = ["true", "a\\u0000"]', 1, "contains a NUL character"),
     ('shell = true\ncommand = ["true"]', 2, "with shell = true, expected a non-empty string"),
     ('shell = true\ncommand = "  "', 2, "with shell = true, expected a non-empty string"),
 ])
@@ -482,6 +489,7 @@ log_dir = 5
 control = false
 control_group = "no-such-group-xyz"
 log_kep = 2
+emergency_shell = ["/bin/sh", "-c", "\\u0000"]
 """})
     path = tmp_path / "roost.toml"
     assert errors(tmp_path) == [
@@ -491,6 +499,7 @@ log_kep = 2
         f"{path}:5: log_dir: expected a string, got an integer",
         f"{path}:6: control: expected a string, got a boolean",
         f"{path}:8: log_kep: unknown key (did you mean 'log_keep'?)",
+        f"{path}:9: emergency_shell: contains a NUL character",
         f"{path}:7: control_group: no such group: no-such-group-xyz",
     ]
 

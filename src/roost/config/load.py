@@ -130,7 +130,7 @@ def _environment(value: Any) -> dict[str, str]:
         raise ValueError(f"expected a table of NAME = value, got {_kind(value)}")
     env = {}
     for name, item in value.items():
-        if not name or "=" in name or "\0" in name:
+        if not name or "=" in name:
             raise ValueError(f"bad variable name {name!r}")
         if isinstance(item, bool) or not isinstance(item, str | int | float):
             raise ValueError(f"{name}: expected a string, got {_kind(item)}")
@@ -197,6 +197,24 @@ def _argv(value: Any) -> list[str]:
     if isinstance(value, list) and value and all(isinstance(a, str) and a for a in value):
         return list(value)
     raise ValueError(f"expected a program path or a list like [\"/bin/sh\", \"-l\"], got {value!r}")
+
+
+def _has_nul(value: Any) -> bool:
+    """True if a string anywhere in `value` holds NUL (no syscall argument can carry one)."""
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
+
+def _checked(checker: Callable[[Any], Any], value: Any) -> Any:
+    """Run a key's checker, after refusing a NUL character anywhere in the value."""
+    if _has_nul(value):
+        raise ValueError("contains a NUL character")
+    return checker(value)
 
 
 def _kind(value: Any) -> str:
@@ -325,7 +343,7 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
             errors.append(_unknown(path, text, key, SERVICE_KEYS))
             continue
         try:
-            values[key] = checker(value)
+            values[key] = _checked(checker, value)
         except ValueError as exc:
             error(key, str(exc))
 
@@ -334,6 +352,8 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
     argv: list[str] = []
     if "command" not in data:
         error(None, "command: required key missing")
+    elif "command" not in values:
+        pass  # refused before its shape was looked at; that error says why
     elif shell:
         if not isinstance(command, str) or not command.strip():
             error("command", "with shell = true, expected a non-empty string")
@@ -424,7 +444,7 @@ def _settings(path: str, errors: list[ConfigError]) -> Settings:
             errors.append(_unknown(path, text, key, SETTINGS_KEYS))
             continue
         try:
-            setattr(settings, key, checker(value))
+            setattr(settings, key, _checked(checker, value))
         except ValueError as exc:
             errors.append(ConfigError(path, str(exc), key=key, line=_key_line(text, key)))
     if settings.log_dir and not os.path.isabs(settings.log_dir):

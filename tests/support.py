@@ -158,3 +158,28 @@ def started(argv: Sequence[str], **popen: object) -> Iterator[subprocess.Popen[b
                 proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
+
+
+class Ran:
+    """How one roost run ended."""
+
+    def __init__(self, rc: int, out: str, err: str, elapsed: float):
+        self.rc = rc
+        self.out = out
+        self.err = err
+        self.elapsed = elapsed
+
+    def __repr__(self) -> str:
+        return f"Ran(rc={self.rc}, elapsed={self.elapsed:.2f}, out={self.out!r}, err={self.err!r})"
+
+
+def run_ns(argv: Sequence[str], timeout: float = 20.0, **popen: object) -> Ran:
+    """Run `argv` as PID 1 of a new namespace to completion, with a deadline."""
+    start = time.monotonic()
+    with Namespace(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen) as ns:
+        try:
+            out, err = ns.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            ns.kill()
+            raise AssertionError(f"no exit within {timeout}s: {argv}") from None
+        return Ran(ns.proc.returncode, out.decode(), err.decode(), time.monotonic() - start)

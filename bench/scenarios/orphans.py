@@ -89,11 +89,11 @@ def run(ctx: Ctx) -> Result:
         if ratio is None:
             res.targets.append(Target(goal, None, "roost or tini not measured"))
         else:
-            floor, tini_row = table.row(PY_FLOOR), table.row("tini")
-            why = "" if floor is None or tini_row is None else (
+            floor, tini, roost = table.row(PY_FLOOR), table.row("tini"), table.row("roost")
+            why = "" if floor is None or tini is None or roost is None else (
                 f"the {PY_FLOOR} (a Python PID 1 that does nothing but waitid until empty) "
-                f"takes {fmt(floor.median / tini_row.median)}x tini's time and roost "
-                f"{fmt(table.ratio(PY_FLOOR) or 0)}x the floor's: what the interpreter costs "
+                f"takes {fmt(floor.median / tini.median)}x tini's time and roost "
+                f"{fmt(roost.median / floor.median)}x the floor's: what the interpreter costs "
                 "per reaped child, against what roost adds.")
             res.targets.append(Target(goal, ratio <= 1.0, f"{fmt(ratio)}x tini", why))
             res.headlines.append(f"orphan storm ({label}): roost takes {fmt(ratio)}x tini's time")

@@ -13,12 +13,19 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from tests.support import PYTHON, ROOST, Namespace, descendants, proc_state, wait_for
+from tests.support import (
+    PYTHON,
+    ROOST,
+    Namespace,
+    descendants,
+    proc_state,
+    run_ns,
+    wait_for,
+)
 
 pytestmark = pytest.mark.usefixtures("unshare_required")
 
@@ -86,31 +93,6 @@ def py(code: str, *args: object) -> list[str]:
 def roost(*args: str) -> list[str]:
     """argv of `roost run ARGS`."""
     return [*ROOST, "run", *args]
-
-
-class Ran:
-    """How one roost run ended."""
-
-    def __init__(self, rc: int, out: str, err: str, elapsed: float):
-        self.rc = rc
-        self.out = out
-        self.err = err
-        self.elapsed = elapsed
-
-    def __repr__(self) -> str:
-        return f"Ran(rc={self.rc}, elapsed={self.elapsed:.2f}, out={self.out!r}, err={self.err!r})"
-
-
-def run_ns(argv: Sequence[str], timeout: float = RUN_DEADLINE, **popen: object) -> Ran:
-    """Run `argv` as PID 1 of a new namespace to completion, with a deadline."""
-    start = time.monotonic()
-    with Namespace(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen) as ns:
-        try:
-            out, err = ns.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            ns.kill()
-            raise AssertionError(f"no exit within {timeout}s: {argv}") from None
-        return Ran(ns.proc.returncode, out.decode(), err.decode(), time.monotonic() - start)
 
 
 def exists(path: Path) -> bool:

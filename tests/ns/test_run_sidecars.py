@@ -9,7 +9,6 @@ event file, so the order in which things happened is read back afterwards.
 from __future__ import annotations
 
 import _signal
-import json
 import subprocess
 import time
 from pathlib import Path
@@ -17,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from tests import support
-from tests.support import PYTHON, ROOST, Namespace, wait_for
+from tests.ns.supervisor_kit import ConfigDir
+from tests.support import PYTHON, ROOST, Namespace, run_ns, wait_for
 
 pytestmark = pytest.mark.usefixtures("unshare_required")
 
 DEADLINE = 30.0
-
 
 
 # A sidecar: waits argv[3] seconds, appends "NAME ready", signals readiness on fd 3, then
@@ -65,69 +64,53 @@ sys.exit(3)
 """
 
 
-def write_service(conf: Path, name: str, events: Path, delay: float, *,
-                  requires: tuple[str, ...] = ()) -> None:
+def sidecar(config: ConfigDir, name: str, events: Path, delay: float, **keys: object) -> None:
     """A sidecar NAME that is ready (fd:3) `delay` seconds after it starts."""
-    # A JSON string is a valid TOML basic string: the script's newlines stay escaped.
-    argv = json.dumps([PYTHON, "-c", SIDECAR, str(events), name, str(delay)])
-    lines = [f"command = {argv}", 'ready = "fd:3"', "stop_timeout = 5"]
-    if requires:
-        lines.append(f"requires = {json.dumps(list(requires))}")
-    (conf / f"{name}.toml").write_text("\n".join(lines) + "\n")
+    config.service(name, command=[*config.python("sidecar", SIDECAR), str(events), name,
+                                  str(delay)], ready="fd:3", stop_timeout=5, **keys)
 
 
 def events_of(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def run_to_end(argv: list[str]) -> tuple[int, str]:
-    """Run `argv` as PID 1 of a new namespace to its end; its status and stderr."""
-    with Namespace(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as ns:
-        try:
-            _, err = ns.proc.communicate(timeout=DEADLINE)
-        except subprocess.TimeoutExpired:
-            ns.kill()
-            raise AssertionError(f"no exit within {DEADLINE}s: {argv}") from None
-        return ns.proc.returncode, err.decode()
+def run_main(config: ConfigDir, after: str, events: Path, code: int) -> support.Ran:
+    """`roost run -c CONFIG --after AFTER -- MAIN` to its end, as PID 1 of a namespace."""
+    return run_ns([*ROOST, "run", "-c", str(config.path), "--after", after,
+                   "--control", support.unique_control(), "--",
+                   PYTHON, "-c", MAIN, str(events), str(code)], timeout=DEADLINE)
 
 
 def test_main_waits_for_its_sidecars_and_they_stop_after_it_in_reverse_order(
         tmp_path: Path) -> None:
-    conf = tmp_path / "conf"
-    conf.mkdir()
+    config = ConfigDir(tmp_path / "conf")
     events = tmp_path / "events"
     # cache becomes ready only well after it starts: a main command that did not wait
     # for it would run first.
-    write_service(conf, "db", events, 0.2)
-    write_service(conf, "cache", events, 0.5, requires=("db",))
-    rc, err = run_to_end([*ROOST, "run", "-c", str(conf), "--after", "cache",
-                          "--control", support.unique_control(), "--",
-                          PYTHON, "-c", MAIN, str(events), "7"])
-    assert rc == 7, err
+    sidecar(config, "db", events, 0.2)
+    sidecar(config, "cache", events, 0.5, requires=["db"])
+    ran = run_main(config, "cache", events, 7)
+    assert ran.rc == 7, ran
     assert events_of(events) == ["db ready", "cache ready", "main ran",
-                                 "cache stopped", "db stopped"], err
+                                 "cache stopped", "db stopped"], ran
 
 
 def test_a_failed_sidecar_keeps_the_main_command_from_starting(tmp_path: Path) -> None:
-    conf = tmp_path / "conf"
-    conf.mkdir()
+    config = ConfigDir(tmp_path / "conf")
     events = tmp_path / "events"
-    command = json.dumps([PYTHON, "-c", "import sys; sys.exit(4)"])
-    (conf / "broken.toml").write_text(f'command = {command}\nready = "fd:3"\nrestart = "never"\n')
-    rc, err = run_to_end([*ROOST, "run", "-c", str(conf), "--after", "broken",
-                          "--control", support.unique_control(), "--",
-                          PYTHON, "-c", MAIN, str(events), "0"])
-    assert rc == 1, err
-    assert "broken failed" in err and "not starting" in err, err
+    config.service("broken", command=[PYTHON, "-c", "import sys; sys.exit(4)"],
+                   ready="fd:3", restart="never")
+    ran = run_main(config, "broken", events, 0)
+    assert ran.rc == 1, ran
+    assert "broken failed" in ran.err and "not starting" in ran.err, ran
     assert events_of(events) == []
 
 
 def test_term_from_the_runtime_ends_main_then_sidecars(tmp_path: Path) -> None:
-    conf = tmp_path / "conf"
-    conf.mkdir()
+    config = ConfigDir(tmp_path / "conf")
     events = tmp_path / "events"
-    write_service(conf, "db", events, 0.0)
-    argv = [*ROOST, "run", "-c", str(conf), "--after", "db", "--grace", "20",
+    sidecar(config, "db", events, 0.0)
+    argv = [*ROOST, "run", "-c", str(config.path), "--after", "db", "--grace", "20",
             "--control", support.unique_control(), "--",
             PYTHON, "-c", MAIN_WAITS, str(events)]
     with Namespace(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as ns:
@@ -144,13 +127,10 @@ def test_term_from_the_runtime_ends_main_then_sidecars(tmp_path: Path) -> None:
 
 
 def test_an_unknown_after_starts_nothing(tmp_path: Path) -> None:
-    conf = tmp_path / "conf"
-    conf.mkdir()
+    config = ConfigDir(tmp_path / "conf")
     events = tmp_path / "events"
-    write_service(conf, "db", events, 0.0)
-    rc, err = run_to_end([*ROOST, "run", "-c", str(conf), "--after", "dbb",
-                          "--control", support.unique_control(), "--",
-                          PYTHON, "-c", MAIN, str(events), "0"])
-    assert rc == 2, err
-    assert f"--after dbb: no such service in {conf}" in err, err
+    sidecar(config, "db", events, 0.0)
+    ran = run_main(config, "dbb", events, 0)
+    assert ran.rc == 2, ran
+    assert f"--after dbb: no such service in {config.path}" in ran.err, ran
     assert events_of(events) == []

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = os.path.basename(argv[0]) if argv else "roost"
     args = argv[1:]
     if args[:1] == ["run"]:
-        from roost import run  # noqa: PLC0415 - the container path imports only what it needs
+        from roost.container import run  # noqa: PLC0415 - lazy (start-up): a role loads only its own
 
         code = run.main(args[1:])
         # Nothing is left to clean up, and tearing the interpreter down costs a container
@@ -28,16 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     # The system names go straight to roost.system: PID 1 binds its socket, and a
     # `poweroff` asks, before argparse is even imported.
     if prog in SYSTEM_REQUESTS or args[:1] in (["poweroff"], ["reboot"], ["halt"]):
-        from roost.system import requests  # noqa: PLC0415
+        from roost.system import poweroff  # noqa: PLC0415 - lazy (start-up): a client only
 
         if prog in SYSTEM_REQUESTS:
-            return requests.main(prog, args)
-        return requests.main(args[0], args[1:])
+            return poweroff.main(prog, args)
+        return poweroff.main(args[0], args[1:])
     if prog == "init" or args[:1] == ["init"] or (os.getpid() == 1 and not args):
-        from roost.system import boot  # noqa: PLC0415
+        from roost.system import boot  # noqa: PLC0415 - lazy (start-up): a role loads only its own
 
         return boot.main(args[1:] if args[:1] == ["init"] and prog != "init" else args)
-    from roost import cli  # noqa: PLC0415
+    from roost import cli  # noqa: PLC0415 - lazy (start-up): a role loads only its own
 
     return cli.main(args)
 

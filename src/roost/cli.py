@@ -36,7 +36,7 @@ def _config_dir(value: str | None) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    import argparse  # noqa: PLC0415 - see _fast_up
+    import argparse  # noqa: PLC0415 - lazy (memory): see _fast_up
 
     parser = argparse.ArgumentParser(
         prog="roost", description="A Linux init and service supervisor.",
@@ -108,12 +108,12 @@ def main(args: list[str]) -> int:
     """Parse and run one command; return the exit status."""
     if args and args[0] in SYSTEM_COMMANDS:
         if args[0] == "init":
-            from roost.system import boot  # noqa: PLC0415
+            from roost.system import boot  # noqa: PLC0415 - lazy (start-up): a role loads only its own
 
             return boot.main(args[1:])
-        from roost.system import requests  # noqa: PLC0415
+        from roost.system import poweroff  # noqa: PLC0415 - lazy (start-up): a client only
 
-        return requests.main(args[0], args[1:])
+        return poweroff.main(args[0], args[1:])
     fast = _fast_up(args)
     if fast is not None:
         return _up(fast)  # type: ignore[arg-type]
@@ -123,6 +123,9 @@ def main(args: list[str]) -> int:
         return USAGE_ERROR
     ns = parser.parse_args(args)
     command = ns.command
+    if command is None:  # `roost --`: options, no command
+        parser.print_help()
+        return USAGE_ERROR
     if command != "up":
         # Only the supervisor keeps signals blocked for its reactor; clients must die
         # of ^C like any program.
@@ -131,7 +134,7 @@ def main(args: list[str]) -> int:
         return _up(ns)
     if command == "check":
         return _check(ns)
-    from roost.control.client import Client, NotRunning, RemoteError  # noqa: PLC0415
+    from roost.control.client import Client, NotRunning, RemoteError  # noqa: PLC0415 - lazy (start-up): clients only
 
     try:
         # A waiting start/stop/restart may take its whole --timeout before roost answers.
@@ -167,7 +170,7 @@ def _fast_up(args: list[str]) -> object | None:
     """
     if args[:1] != ["up"]:
         return None
-    import types  # noqa: PLC0415 - already loaded by the interpreter
+    import types  # noqa: PLC0415 - lazy (start-up): the fast path only
 
     ns = types.SimpleNamespace(command="up", config=None, log_dir=None, control=None,
                                quiet=False, verbose=False)
@@ -189,7 +192,7 @@ def _fast_up(args: list[str]) -> object | None:
 
 
 def _check(ns: argparse.Namespace) -> int:
-    from roost.config.load import read  # noqa: PLC0415
+    from roost.config.load import read  # noqa: PLC0415 - lazy (start-up): `check` only
 
     directory = _config_dir(ns.directory)
     config, errors = read(directory)
@@ -204,30 +207,11 @@ def _check(ns: argparse.Namespace) -> int:
 
 
 def _up(ns: argparse.Namespace) -> int:
-    from roost import console  # noqa: PLC0415
-    from roost.config.reader import read  # noqa: PLC0415
-    from roost.control.server import AddressInUse  # noqa: PLC0415
-    from roost.manager import Manager  # noqa: PLC0415
+    from roost.kernel import console  # noqa: PLC0415 - lazy (start-up): see _fast_up
+    from roost.up import up  # noqa: PLC0415 - lazy (start-up): see _fast_up
 
     console.configure(timestamps=True, verbose=ns.verbose)
-    config, errors = read(_config_dir(ns.config))
-    if errors:
-        for error in errors:
-            print(error, file=sys.stderr)
-        print(f"roost: {len(errors)} configuration error{'s' if len(errors) > 1 else ''}; "
-              "nothing started", file=sys.stderr)
-        return FAILURE
-    from roost.control.protocol import default_address  # noqa: PLC0415
-
-    address = ns.control or config.settings.control or default_address()
-    manager = Manager(config, control=address, log_dir=ns.log_dir,
-                      log_console=False if ns.quiet else None)
-    try:
-        manager.open_control()
-    except (AddressInUse, OSError) as exc:
-        print(f"roost: cannot listen on {address}: {exc}", file=sys.stderr)
-        return FAILURE
-    return manager.run()
+    return up(_config_dir(ns.config), control=ns.control, log_dir=ns.log_dir, quiet=ns.quiet)
 
 
 def _client_command(ns: argparse.Namespace, client: Any) -> int:
@@ -270,11 +254,9 @@ def _client_command(ns: argparse.Namespace, client: Any) -> int:
         parts = [f"{key}: {', '.join(names)}" for key, names in summary.items() if names]
         print("reloaded" + ("; " + "; ".join(parts) if parts else ": nothing changed"))
         return CHECK_OK
-    if command == "shutdown":
-        client.call("shutdown")
-        print("roost is shutting down")
-        return CHECK_OK
-    raise AssertionError(command)
+    client.call("shutdown")  # the last command the parser knows
+    print("roost is shutting down")
+    return CHECK_OK
 
 
 def _duration(seconds: float | None) -> str:
@@ -312,7 +294,7 @@ def _print_status(records: list[dict[str, Any]]) -> None:
 
 
 def _print_line(record: dict[str, Any], with_name: bool) -> None:
-    from roost import console  # noqa: PLC0415
+    from roost.kernel import console  # noqa: PLC0415 - lazy (start-up): `log` only
 
     prefix = f"{record['service']} | " if with_name else ""
     print(f"{console.stamp(record['time'])} {prefix}{record['line']}", flush=True)

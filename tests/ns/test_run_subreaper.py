@@ -234,7 +234,7 @@ def test_subreaper_bit_as_the_kernel_reports_it() -> None:
     # its effect on a running roost.
     code = (
         "import ctypes, sys\n"
-        "from roost import run\n"
+        "from roost.container import run\n"
         "run._become_subreaper()\n"
         "libc = ctypes.CDLL(None)\n"
         "flag = ctypes.c_int(-1)\n"

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import _signal
-import os
 
 import pytest
 
-from roost import sigs
-from roost.exits import ExitStatus
-
-
-def waitid(code: int, status: int) -> os.waitid_result:
-    return os.waitid_result((1234, 0, _signal.SIGCHLD, status, code))
+from roost.core import sigs
+from roost.core.exits import ExitStatus
 
 
 @pytest.mark.parametrize(("status", "text", "shell", "success"), [
@@ -31,22 +26,6 @@ def test_describe(status: ExitStatus, text: str, shell: int, success: bool) -> N
     assert status.success is success
     assert repr(status) == f"ExitStatus({text!r})"
 
-
-def test_from_waitid() -> None:
-    assert ExitStatus.from_waitid(waitid(os.CLD_EXITED, 7)) == ExitStatus(code=7)
-    assert ExitStatus.from_waitid(waitid(os.CLD_KILLED, 9)) == ExitStatus(signal=9)
-    dumped = ExitStatus.from_waitid(waitid(os.CLD_DUMPED, _signal.SIGABRT))
-    assert dumped == ExitStatus(signal=_signal.SIGABRT, core=True)
-    assert dumped.describe() == "killed by SIGABRT (core dumped)"
-
-
-def test_from_wait_status() -> None:
-    # The classic status word: code << 8; signal in the low 7 bits; 0x80 for a core.
-    assert ExitStatus.from_wait_status(3 << 8) == ExitStatus(code=3)
-    assert ExitStatus.from_wait_status(0) == ExitStatus(code=0)
-    assert ExitStatus.from_wait_status(_signal.SIGTERM) == ExitStatus(signal=_signal.SIGTERM)
-    core = ExitStatus.from_wait_status(_signal.SIGSEGV | 0x80)
-    assert core == ExitStatus(signal=_signal.SIGSEGV, core=True)
 
 
 def test_equality_and_hash() -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roost import graph
+from roost.core import graph
 
 
 def assert_is_cycle(cycle: list[str], edges: dict[str, list[str]]) -> None:

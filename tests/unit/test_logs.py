@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from roost import logs
-from roost.logs import LogSettings, ServiceLog
-from roost.loop import Loop
-from roost.readiness import parse
+from roost.kernel.loop import Loop
+from roost.supervise import logs
+from roost.supervise.logs import LogSettings, ServiceLog
+from roost.supervise.readiness import parse
 
 
 @pytest.fixture

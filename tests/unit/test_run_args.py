@@ -6,8 +6,8 @@ import _signal
 
 import pytest
 
-from roost import run
-from roost.run import UsageError, parse
+from roost.container import init, options, run
+from roost.container.options import UsageError, parse
 
 
 def test_defaults() -> None:
@@ -60,7 +60,7 @@ def test_bad_grace(bad: str) -> None:
 
 
 def test_grace_upper_bound_is_accepted() -> None:
-    assert parse([f"--grace={run.MAX_GRACE}", "--", "x"]).grace == run.MAX_GRACE
+    assert parse([f"--grace={options.MAX_GRACE}", "--", "x"]).grace == options.MAX_GRACE
 
 
 def test_signal_map_names_numbers_and_drop() -> None:
@@ -166,9 +166,9 @@ def test_forwarded_set() -> None:
                    _signal.SIGKILL, _signal.SIGSTOP, _signal.SIGSEGV, _signal.SIGBUS,
                    _signal.SIGFPE, _signal.SIGILL, _signal.SIGTRAP, _signal.SIGSYS,
                    _signal.SIGABRT):
-        assert signum not in run.FORWARDED
+        assert signum not in init.FORWARDED
     for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGHUP,
                    _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGCONT,
                    _signal.SIGTSTP, _signal.SIGALRM, _signal.SIGURG, _signal.SIGRTMIN,
                    _signal.SIGRTMAX):
-        assert signum in run.FORWARDED
+        assert signum in init.FORWARDED

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roost import sigs
+from roost.core import sigs
 
 ALL = sorted(sigs.ALL)
 

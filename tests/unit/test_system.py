@@ -11,8 +11,8 @@ import signal
 
 import pytest
 
-from roost import linux
-from roost.system import boot, mounts, requests
+from roost.kernel import linux
+from roost.system import boot, mounts, power, poweroff
 
 # -- request command lines -------------------------------------------------------------
 
@@ -31,15 +31,15 @@ from roost.system import boot, mounts, requests
     ("shutdown", ["-r", "now", "going", "down"], "reboot"),
 ])
 def test_request_kinds(prog: str, args: list[str], kind: str) -> None:
-    assert requests.parse(prog, args).kind == kind
+    assert poweroff.parse(prog, args).kind == kind
 
 
 def test_request_options() -> None:
-    opts = requests.parse("poweroff", ["-f", "--via-signal", "--timeout", "2.5", "--control",
+    opts = poweroff.parse("poweroff", ["-f", "--via-signal", "--timeout", "2.5", "--control",
                                        "@x", "-d", "-n", "-q"])
     assert (opts.force, opts.via_signal, opts.deadline, opts.control, opts.quiet) == (
         True, True, 2.5, "@x", True)
-    assert requests.parse("reboot", ["--timeout=7"]).deadline == 7.0
+    assert poweroff.parse("reboot", ["--timeout=7"]).deadline == 7.0
 
 
 @pytest.mark.parametrize("prog,args,message", [
@@ -53,8 +53,8 @@ def test_request_options() -> None:
     ("poweroff", ["-p"], "unknown option -p"),
 ])
 def test_request_usage_errors(prog: str, args: list[str], message: str) -> None:
-    with pytest.raises(requests.UsageError, match=message):
-        requests.parse(prog, args)
+    with pytest.raises(poweroff.UsageError, match=message):
+        poweroff.parse(prog, args)
 
 
 def test_signal_mapping_is_complete_and_consistent() -> None:
@@ -62,11 +62,11 @@ def test_signal_mapping_is_complete_and_consistent() -> None:
     assert {
         signal.SIGUSR1: "halt", signal.SIGUSR2: "poweroff", signal.SIGTERM: "reboot",
         signal.SIGPWR: "poweroff", rtmin + 3: "halt", rtmin + 4: "poweroff",
-        rtmin + 5: "reboot", rtmin + 6: "kexec"} == requests.SIGNAL_REQUESTS
+        rtmin + 5: "reboot", rtmin + 6: "kexec"} == power.SIGNAL_REQUESTS
     # What --via-signal sends is read back as the same request.
-    for kind, signum in requests.REQUEST_SIGNALS.items():
-        assert requests.SIGNAL_REQUESTS[signum] == kind
-    assert requests.CTRL_ALT_DEL == signal.SIGINT
+    for kind, signum in power.REQUEST_SIGNALS.items():
+        assert power.SIGNAL_REQUESTS[signum] == kind
+    assert power.CTRL_ALT_DEL == signal.SIGINT
 
 
 def test_boot_command_line_is_lenient() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 
 from roost.control import protocol
@@ -32,7 +31,7 @@ class Client:
         self.address = address or protocol.default_address()
         self.timeout = timeout
         self._sock: socket.socket | None = None
-        self._buffer = b""
+        self._lines = protocol.LineDecoder(protocol.MAX_REPLY)
         self._next_id = 0
 
     def connect(self) -> None:
@@ -76,19 +75,24 @@ class Client:
     def receive(self) -> dict[str, object]:
         """Read the next message line."""
         assert self._sock is not None
-        while b"\n" not in self._buffer:
+        while True:
+            try:
+                line = self._lines.line()
+            except protocol.TooLong as exc:
+                raise RemoteError(protocol.TOO_LARGE, f"reply {exc}") from None
+            if line is not None:
+                break
             try:
                 data = self._sock.recv(65536)
             except TimeoutError:
                 raise RemoteError(protocol.TIMEOUT, "roost did not answer in time") from None
             if not data:
                 raise RemoteError(protocol.FAILED, "roost closed the connection")
-            self._buffer += data
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        message = json.loads(line)
-        if not isinstance(message, dict):
-            raise RemoteError(protocol.BAD_REQUEST, "malformed reply")
-        return message
+            self._lines.feed(data)
+        try:
+            return protocol.decode_reply(line)
+        except protocol.ProtocolError as exc:
+            raise RemoteError(exc.code, exc.message) from None
 
     def call(self, cmd: str, **args: object) -> object:
         """Send a request and return its result; raise RemoteError on an error reply."""

@@ -1,150 +1,229 @@
-"""What each control command does. Authorization happened before: see server.py."""
+"""What each control command does. Authorization happened before: see server.py.
+
+A command asks its host (the roost that serves it, through the narrow `Host`
+interface below) and returns its result; the dispatcher encodes every reply.
+A command that answers later (a start that waits until its services settled, a
+log that follows) returns LATER and replies through its Request.
+"""
 
 from __future__ import annotations
 
 import os
 
-from roost import __version__, proc, service, sigs
+from roost import __version__
 from roost.config.load import ConfigInvalid
 from roost.control import protocol
 from roost.control.protocol import ProtocolError
+from roost.core import sigs
+from roost.kernel import proc
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Protocol
 
     from roost.control.server import Connection
-    from roost.manager import Manager
+    from roost.kernel.loop import Loop
+    from roost.supervise.supervisor import Supervisor
+
+    class Host(Protocol):
+        """What the control commands may ask of the roost that serves them."""
+
+        pid1: bool
+        stopping: bool
+        loop: Loop
+        supervisor: Supervisor
+
+        @property
+        def directory(self) -> str:
+            """The configuration directory being supervised."""
+
+        def reload(self) -> dict[str, list[str]]:
+            """Read the configuration again and apply it; raise ConfigInvalid if it is not."""
+
+        def shutdown(self, reason: str) -> None:
+            """Stop every service in order, then leave."""
+
+    # Queue a power request (kind, who asked, force); return the acknowledgement.
+    Power = Callable[[str, str, bool], dict[str, object]]
+    Handler = Callable[["Dispatcher", "Request"], object]
 
 DEFAULT_WAIT = 90.0  # seconds a waiting start/stop/restart may take before the reply
-
-
-def _names(manager: Manager, args: dict[str, object], required: bool = True) -> list[str]:
-    names = args.get("services", [])
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ProtocolError(protocol.BAD_REQUEST, "\"services\" must be a list of names")
-    if required and not names:
-        raise ProtocolError(protocol.BAD_REQUEST, "name at least one service")
-    unknown = [n for n in names if n not in manager.supervisor.services]
-    if unknown:
-        raise ProtocolError(protocol.NO_SUCH_SERVICE, "no such service: " + ", ".join(unknown))
-    return list(names)
-
+POWER = ("poweroff", "reboot", "halt", "kexec")
 
 # The largest number a request may give: a timer further away than epoll can wait
 # (about 24.8 days) would end the reactor, and JSON lets a client send Infinity.
 MAX_NUMBER = 1_000_000
 
-
-def _number(args: dict[str, object], key: str, default: float) -> float:
-    value = args.get(key, default)
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not 0 <= value <= MAX_NUMBER):
-        raise ProtocolError(protocol.BAD_REQUEST,
-                            f"\"{key}\" must be a number from 0 to {MAX_NUMBER}")
-    return float(value)
+# Returned by a command that replies later, through its Request.
+LATER = object()
 
 
-def ping(manager: Manager, conn: Connection, ident: object, args: dict[str, object]) -> None:
+class Request:
+    """One authorized request: its arguments, and the way back to its client."""
+
+    __slots__ = ("args", "cmd", "conn", "ident")
+
+    def __init__(self, conn: Connection, ident: object, cmd: str, args: dict[str, object]):
+        self.conn = conn
+        self.ident = ident
+        self.cmd = cmd
+        self.args = args
+
+    def reply(self, result: object) -> None:
+        """Send the success reply."""
+        self.conn.send(protocol.ok(self.ident, result))
+
+    def fail(self, code: str, message: str) -> None:
+        """Send an error reply."""
+        self.conn.send(protocol.error(self.ident, code, message))
+
+    def names(self, host: Host, required: bool = True) -> list[str]:
+        """The "services" argument, each a configured service."""
+        names = self.args.get("services", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ProtocolError(protocol.BAD_REQUEST, "\"services\" must be a list of names")
+        if required and not names:
+            raise ProtocolError(protocol.BAD_REQUEST, "name at least one service")
+        known = host.supervisor.services
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ProtocolError(protocol.NO_SUCH_SERVICE,
+                                "no such service: " + ", ".join(unknown))
+        return list(names)
+
+    def number(self, key: str, default: float) -> float:
+        """A numeric argument within 0..MAX_NUMBER."""
+        value = self.args.get(key, default)
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not 0 <= value <= MAX_NUMBER):
+            raise ProtocolError(protocol.BAD_REQUEST,
+                                f"\"{key}\" must be a number from 0 to {MAX_NUMBER}")
+        return float(value)
+
+
+class Dispatcher:
+    """Runs authorized commands against a host; power requests go to `power`, if any.
+
+    Until it has a host (`roost init` before its supervisor exists) it answers
+    ping and power requests, and says it is still booting to the rest.
+    """
+
+    def __init__(self, host: Host | None, power: Power | None = None,
+                 directory: str = ""):
+        self.host = host
+        self.power = power
+        self.directory = directory
+
+    def __call__(self, conn: Connection, ident: object, cmd: str,
+                 args: dict[str, object]) -> None:
+        """Run one command; ProtocolError from it becomes the server's error reply."""
+        handler = COMMANDS.get(cmd)
+        if handler is None:
+            raise ProtocolError(protocol.UNKNOWN_COMMAND, f"unknown command {cmd!r}")
+        request = Request(conn, ident, cmd, args)
+        result = handler(self, request)
+        if result is not LATER:
+            request.reply(result)
+
+    def serving(self, req: Request) -> Host:
+        """The host, or a refusal of `req` while there is none yet."""
+        if self.host is None:
+            raise ProtocolError(protocol.FAILED,
+                                f"{req.cmd}: roost is still booting; try again shortly")
+        return self.host
+
+
+def ping(d: Dispatcher, req: Request) -> object:
     """Say who answers: version, pid, and the protocol spoken."""
-    conn.send(protocol.ok(ident, {"roost": __version__, "protocol": protocol.VERSION,
-                                  "pid": os.getpid(), "pid1": manager.pid1,
-                                  "directory": manager.config.directory}))
+    reply: dict[str, object] = {"roost": __version__, "protocol": protocol.VERSION,
+                                "pid": os.getpid()}
+    if d.host is None:
+        return {**reply, "pid1": True, "booting": True, "directory": d.directory}
+    return {**reply, "pid1": d.host.pid1, "directory": d.host.directory}
 
 
-def status(manager: Manager, conn: Connection, ident: object, args: dict[str, object]) -> None:
+def status(d: Dispatcher, req: Request) -> object:
     """Every service's state (or the named ones')."""
-    names = _names(manager, args, required=False)
-    conn.send(protocol.ok(ident, manager.supervisor.status(names or None)))
+    host = d.serving(req)
+    return host.supervisor.status(req.names(host, required=False) or None)
 
 
-def _settled_for_start(manager: Manager, names: list[str]) -> bool:
-    for name in names:
-        m = manager.supervisor.services[name].machine
-        # Not wanted (yet): a restart still waiting for what requires it to stop first.
-        if not m.want or m.state in (service.STARTING, service.STOPPING, service.BACKOFF):
-            return False
-        if m.state == service.DOWN and m.want and not manager.supervisor.blocked(name):
-            return False
-    return True
-
-
-def _settled_for_stop(manager: Manager, names: list[str]) -> bool:
-    return all(manager.supervisor.services[n].machine.state not in service.RUNNING
-               for n in names if n in manager.supervisor.services)
-
-
-def _reply_when(manager: Manager, conn: Connection, ident: object, names: list[str],
-                settled: Callable[[Manager, list[str]], bool], timeout: float) -> None:
-    """Reply with the services' status once `settled` holds, or at the timeout."""
-    state = {"done": False}
-
-    def reply() -> None:
-        if not state["done"]:
-            state["done"] = True
-            timer.cancel()
-            conn.send(protocol.ok(ident, manager.supervisor.status(names)))
-
-    def expire() -> None:
-        if not state["done"]:
-            state["done"] = True
-            conn.send(protocol.error(ident, protocol.TIMEOUT,
-                                     f"not settled within {timeout:g}s (still in progress)"))
-
-    timer = manager.loop.call_later(timeout, expire)
-    manager.supervisor.when(lambda: state["done"] or settled(manager, names), reply)
-
-
-def _change(verb: str) -> Callable[[Manager, Connection, object, dict[str, object]], None]:
-    def handle(manager: Manager, conn: Connection, ident: object,
-               args: dict[str, object]) -> None:
-        names = _names(manager, args)
-        if manager.stopping:
+def _change(verb: str, act: Callable[[Supervisor, list[str]], None], down: bool) -> Handler:
+    def handle(d: Dispatcher, req: Request) -> object:
+        host = d.serving(req)
+        names = req.names(host)
+        if host.stopping:
             raise ProtocolError(protocol.FAILED, "roost is shutting down")
-        getattr(manager.supervisor, verb)(names)
-        if args.get("wait", True) is False:
-            conn.send(protocol.ok(ident, manager.supervisor.status(names)))
-            return
-        settled = _settled_for_stop if verb == "stop" else _settled_for_start
-        _reply_when(manager, conn, ident, names, settled, _number(args, "timeout", DEFAULT_WAIT))
+        supervisor = host.supervisor
+        act(supervisor, names)
+        if req.args.get("wait", True) is False:
+            return supervisor.status(names)
+        order = supervisor.order
+        settled = order.settled_down if down else order.settled_up
+        _reply_when(host, req, lambda: settled(names), names, req.number("timeout",
+                                                                            DEFAULT_WAIT))
+        return LATER
 
     handle.__doc__ = f"{verb.capitalize()} the named services (and reply once settled)."
     return handle
 
 
-def signal(manager: Manager, conn: Connection, ident: object, args: dict[str, object]) -> None:
+def _reply_when(host: Host, req: Request, settled: Callable[[], bool], names: list[str],
+                timeout: float) -> None:
+    """Reply with the services' status once `settled()` holds, or fail at the timeout."""
+    done = [False]
+
+    def reply() -> None:
+        if not done[0]:
+            done[0] = True
+            timer.cancel()
+            req.reply(host.supervisor.status(names))
+
+    def expire() -> None:
+        if not done[0]:
+            done[0] = True
+            req.fail(protocol.TIMEOUT, f"not settled within {timeout:g}s (still in progress)")
+
+    timer = host.loop.call_later(timeout, expire)
+    host.supervisor.when(lambda: done[0] or settled(), reply)
+
+
+def signal(d: Dispatcher, req: Request) -> object:
     """Send a signal to a service's main process."""
-    names = _names(manager, args)
-    spec = args.get("signal")
+    host = d.serving(req)
+    names = req.names(host)
+    spec = req.args.get("signal")
     if not isinstance(spec, str | int) or isinstance(spec, bool):
         raise ProtocolError(protocol.BAD_REQUEST, "\"signal\" must be a name or a number")
     try:
         signum = sigs.number(str(spec))
     except ValueError as exc:
         raise ProtocolError(protocol.BAD_REQUEST, str(exc)) from None
-    missing = [n for n in names if not manager.supervisor.send_signal(n, signum)]
+    missing = [n for n in names if not host.supervisor.send_signal(n, signum)]
     if missing:
         raise ProtocolError(protocol.FAILED, "not running: " + ", ".join(missing))
-    conn.send(protocol.ok(ident, {"signal": sigs.name(signum), "services": names}))
+    return {"signal": sigs.name(signum), "services": names}
 
 
-def log(manager: Manager, conn: Connection, ident: object, args: dict[str, object]) -> None:
+def log(d: Dispatcher, req: Request) -> object:
     """The last lines of a service's output; with follow, every new line after them."""
-    names = _names(manager, args)
-    count = int(_number(args, "lines", 20))
-    result = []
-    for name in names:
-        for when, text in manager.supervisor.services[name].log.read_tail(count):
-            result.append({"service": name, "time": when, "line": text})
-    result.sort(key=lambda r: r["time"])  # type: ignore[arg-type, return-value]
-    conn.send(protocol.ok(ident, result[-count:] if count else []))
-    if not args.get("follow"):
-        return
+    host = d.serving(req)
+    names = req.names(host)
+    count = int(req.number("lines", 20))
+    logs = [host.supervisor.services[name].log for name in names]
+    lines = [{"service": name, "time": when, "line": text}
+             for name, service_log in zip(names, logs, strict=True)
+             for when, text in service_log.read_tail(count)]
+    lines.sort(key=lambda r: r["time"])  # type: ignore[arg-type, return-value]
+    req.reply(lines[-count:] if count else [])
+    if not req.args.get("follow"):
+        return LATER
+    conn = req.conn
     conn.streaming = True
-    logs = [manager.supervisor.services[name].log for name in names]
 
     def follower(name: str, when: float, text: str) -> None:
-        conn.send(protocol.event(ident, {"service": name, "time": when, "line": text}))
+        conn.send(protocol.event(req.ident, {"service": name, "time": when, "line": text}))
 
     for service_log in logs:
         service_log.followers.append(follower)
@@ -155,18 +234,20 @@ def log(manager: Manager, conn: Connection, ident: object, args: dict[str, objec
                 service_log.followers.remove(follower)
 
     conn.on_close.append(unfollow)
+    return LATER
 
 
-def tree(manager: Manager, conn: Connection, ident: object, args: dict[str, object]) -> None:
+def tree(d: Dispatcher, req: Request) -> object:
     """Every process of every service (or of the named ones), and the orphans roost adopted."""
-    explicit = _names(manager, args, required=False)
-    names = explicit or list(manager.supervisor.services)
-    tracker = manager.supervisor.tracker
+    host = d.serving(req)
+    explicit = req.names(host, required=False)
+    supervisor = host.supervisor
+    tracker = supervisor.tracker
     table = proc.snapshot()
     result = []
-    for name in names:
+    for name in explicit or list(supervisor.services):
         members = {st.pid: st for st in tracker.members(name, table)}
-        main = manager.supervisor.services[name].machine.pid
+        main = supervisor.services[name].machine.pid
         processes = []
         # Parents before their children, each with its depth in the service's tree.
         children: dict[int, list[int]] = {}
@@ -183,66 +264,51 @@ def tree(manager: Manager, conn: Connection, ident: object, args: dict[str, obje
                        "cgroup": tracker.cgroup_of(name), "main": main,
                        "processes": processes})
     orphans = [o for o in tracker.orphans(table) if not explicit or o["service"] in explicit]
-    conn.send(protocol.ok(ident, {"services": result, "orphans": orphans}))
+    return {"services": result, "orphans": orphans}
 
 
-def reload(manager: Manager, conn: Connection, ident: object, args: dict[str, object]) -> None:
+def reload(d: Dispatcher, req: Request) -> object:
     """Re-read the configuration; apply it only if all of it is valid."""
-    if manager.stopping:
+    host = d.serving(req)
+    if host.stopping:
         raise ProtocolError(protocol.FAILED, "roost is shutting down")
     try:
-        summary = manager.reload()
+        return host.reload()
     except ConfigInvalid as exc:
         raise ProtocolError(protocol.INVALID_CONFIG,
                             "the new configuration is invalid; nothing changed:\n"
                             + "\n".join(str(e) for e in exc.errors)) from None
-    conn.send(protocol.ok(ident, summary))
 
 
-def shutdown(manager: Manager, conn: Connection, ident: object,
-             args: dict[str, object]) -> None:
+def shutdown(d: Dispatcher, req: Request) -> object:
     """Stop every service in order, then exit."""
-    conn.send(protocol.ok(ident, {"shutting_down": True}))
-    manager.shutdown("shutdown requested")
+    host = d.serving(req)
+    req.reply({"shutting_down": True})
+    host.shutdown("shutdown requested")
+    return LATER
 
 
-def _power(kind: str) -> Callable[[Manager, Connection, object, dict[str, object]], None]:
-    def handle(manager: Manager, conn: Connection, ident: object,
-               args: dict[str, object]) -> None:
-        if manager.system is None:
+def _power(kind: str) -> Handler:
+    def handle(d: Dispatcher, req: Request) -> object:
+        if d.power is None:
             raise ProtocolError(protocol.FAILED, f"{kind}: this roost is not the system's init "
                                 "(it supervises as `roost up`; use `roost shutdown`)")
-        from roost.system.boot import peer_name  # noqa: PLC0415
-
-        conn.send(protocol.ok(ident, manager.system.request(kind, peer_name(conn),
-                                                            bool(args.get("force")))))
+        return d.power(kind, req.conn.peer.describe(), bool(req.args.get("force")))
 
     handle.__doc__ = f"Ask init to {kind}: acknowledged at once, carried out after the reply."
     return handle
 
 
-COMMANDS: dict[str, Callable[[Manager, Connection, object, dict[str, object]], None]] = {
+COMMANDS: dict[str, Handler] = {
     "ping": ping,
     "status": status,
-    "start": _change("start"),
-    "stop": _change("stop"),
-    "restart": _change("restart"),
+    "start": _change("start", lambda s, names: s.start(names), down=False),
+    "stop": _change("stop", lambda s, names: s.stop(names), down=True),
+    "restart": _change("restart", lambda s, names: s.restart(names), down=False),
     "signal": signal,
     "log": log,
     "tree": tree,
     "reload": reload,
     "shutdown": shutdown,
-    "poweroff": _power("poweroff"),
-    "reboot": _power("reboot"),
-    "halt": _power("halt"),
-    "kexec": _power("kexec"),
+    **{kind: _power(kind) for kind in POWER},
 }
-
-
-def dispatch(manager: Manager, conn: Connection, ident: object, cmd: str,
-             args: dict[str, object]) -> None:
-    """Run one authorized command."""
-    handler = COMMANDS.get(cmd)
-    if handler is None:
-        raise ProtocolError(protocol.UNKNOWN_COMMAND, f"unknown command {cmd!r}")
-    handler(manager, conn, ident, args)

@@ -14,6 +14,9 @@ import os
 
 VERSION = 1
 MAX_MESSAGE = 64 * 1024  # bytes in one request line, newline included
+# Bytes in one reply line a client accepts: a status of thousands of services fits;
+# whatever answers on a socket cannot make a client buffer without end.
+MAX_REPLY = 64 * 1024 * 1024
 IDLE_TIMEOUT = 30.0  # seconds a connection may stay without a complete request
 
 # Commands anyone may run; every other command changes state and needs root or
@@ -40,6 +43,50 @@ class ProtocolError(Exception):
         self.code = code
         self.message = message
         self.ident = ident  # the request's id, when it could be read
+
+
+class TooLong(Exception):
+    """A line longer than the decoder's limit; `complete` if its newline arrived."""
+
+    def __init__(self, limit: int, complete: bool):
+        super().__init__(f"longer than {limit} bytes")
+        self.complete = complete
+
+
+class LineDecoder:
+    """Cuts a byte stream into lines of at most `limit` bytes (newline included); no I/O.
+
+    feed() what was read, then take lines until None. A line over the limit
+    raises TooLong: a complete one is dropped and the next line follows; an
+    incomplete one means the stream can no longer be trusted.
+    """
+
+    __slots__ = ("_buffer", "limit")
+
+    def __init__(self, limit: int = MAX_MESSAGE):
+        self.limit = limit
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        """Append bytes read from the stream."""
+        self._buffer += data
+
+    def line(self) -> bytes | None:
+        """The next complete line without its newline, or None until more is fed."""
+        line, newline, rest = self._buffer.partition(b"\n")
+        if not newline:
+            if len(self._buffer) > self.limit:
+                raise TooLong(self.limit, complete=False)
+            return None
+        self._buffer = rest
+        if len(line) + 1 > self.limit:
+            raise TooLong(self.limit, complete=True)
+        return line
+
+    @property
+    def pending(self) -> bool:
+        """True if part of a line is waiting for its end."""
+        return bool(self._buffer)
 
 
 def encode(message: dict[str, object]) -> bytes:
@@ -76,6 +123,17 @@ def decode_request(line: bytes) -> tuple[object, str, dict[str, object]]:
     if not isinstance(args, dict):
         raise ProtocolError(BAD_REQUEST, "\"args\" must be an object", ident)
     return ident, cmd, args
+
+
+def decode_reply(line: bytes) -> dict[str, object]:
+    """Parse a reply or event line; raise ProtocolError when it is not a JSON object."""
+    try:
+        message = json.loads(line)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ProtocolError(BAD_REQUEST, "malformed reply") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(BAD_REQUEST, "malformed reply")
+    return message
 
 
 def ok(ident: object, result: object) -> bytes:

@@ -17,15 +17,15 @@ import socket
 import stat
 import struct
 
-from roost import console
 from roost.control import protocol
-from roost.loop import READ, WRITE
+from roost.kernel import console
+from roost.kernel.loop import READ, WRITE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from roost.loop import Loop, Timer
+    from roost.kernel.loop import Loop, Timer
 
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
 MAX_CONNECTIONS = 256
@@ -44,6 +44,17 @@ class Peer:
         self.gid = gid
         self.groups = groups
 
+    def describe(self) -> str:
+        """Who it is, for the log: pid, command name and uid."""
+        if self.pid == 0:
+            return f"a process outside this PID namespace (uid {self.uid})"
+        try:
+            with open(f"/proc/{self.pid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            comm = "?"
+        return f"pid {self.pid} ({comm}, uid {self.uid})"
+
 
 class Connection:
     """One client connection: buffers, credentials, and its reply function."""
@@ -55,7 +66,7 @@ class Connection:
         self.server = server
         self.sock = sock
         self.peer = peer
-        self._in = b""
+        self._in = protocol.LineDecoder(protocol.MAX_MESSAGE)
         self._out = bytearray()
         self._idle: Timer | None = None
         self.closed = False
@@ -99,20 +110,6 @@ class Connection:
         for hook in self.on_close:
             hook()
 
-    def _hung_up(self) -> bool:
-        """Confirm a hang-up on the socket itself.
-
-        The reactor may hand over an event that one poll reported for an earlier
-        descriptor with this number, closed and reused while that poll's events
-        were being handled.
-        """
-        try:
-            return not self.sock.recv(1, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
-
     def touch(self) -> None:
         """(Re)start the idle timer."""
         if self._idle is not None:
@@ -122,7 +119,7 @@ class Connection:
     def _idle_out(self) -> None:
         if self.streaming:
             return
-        if self._in:
+        if self._in.pending:
             self.send(protocol.error(None, protocol.TIMEOUT, "incomplete request: timed out"))
         self.close()
 
@@ -130,8 +127,9 @@ class Connection:
         """Read requests, write backlog, notice hang-ups."""
         if events & WRITE:
             self._flush()
-        if (events & (select.EPOLLHUP | select.EPOLLERR) and not events & select.EPOLLIN
-                and self._hung_up()):
+        # An event is this socket's own: the reactor drops those of a closed
+        # descriptor whose number was reused (docs/DESIGN.md, "Descriptor reuse").
+        if events & (select.EPOLLHUP | select.EPOLLERR) and not events & select.EPOLLIN:
             self.close()
         if not events & READ or self.closed:
             return
@@ -145,21 +143,18 @@ class Connection:
         if not data:
             self.close()
             return
-        self._in += data
+        self._in.feed(data)
         self.touch()
         while not self.closed:
-            line, newline, rest = self._in.partition(b"\n")
-            if not newline:
-                if len(self._in) > protocol.MAX_MESSAGE:
-                    self.send(protocol.error(None, protocol.TOO_LARGE,
-                                             f"request longer than {protocol.MAX_MESSAGE} bytes"))
+            try:
+                line = self._in.line()
+            except protocol.TooLong as exc:
+                self.send(protocol.error(None, protocol.TOO_LARGE, f"request {exc}"))
+                if not exc.complete:
                     self.close()
-                return
-            self._in = rest
-            if len(line) + 1 > protocol.MAX_MESSAGE:
-                self.send(protocol.error(None, protocol.TOO_LARGE,
-                                         f"request longer than {protocol.MAX_MESSAGE} bytes"))
                 continue
+            if line is None:
+                return
             if line.strip():
                 self.server.serve(self, line)
 

@@ -27,17 +27,21 @@ import _signal
 import os
 import sys
 
-from roost import __version__, console, linux, sigs
-from roost.loop import Loop
-from roost.reaper import Reaper
-from roost.system import mounts, requests
+from roost import __version__
+from roost.control.commands import Dispatcher
+from roost.core import sigs
+from roost.kernel import console, linux
+from roost.kernel.loop import Loop
+from roost.kernel.reaper import Reaper
+from roost.system import mounts, power
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from roost.config.model import Config, Settings
-    from roost.control.server import Connection, ControlServer
-    from roost.exits import ExitStatus
-    from roost.manager import Manager
+    from roost.control.server import ControlServer
+    from roost.core.exits import ExitStatus
+    from roost.core.model import Config, Settings
+    from roost.system.shutdown import Shutdown
+    from roost.up import Manager
 
 DEFAULT_CONFIG = "/etc/roost"
 RUN_CONTROL = "/run/roost/control"
@@ -82,7 +86,7 @@ def parse(args: list[str]) -> BootOptions:
 
 
 def _request_signals() -> set[int]:
-    return {*requests.SIGNAL_REQUESTS, requests.CTRL_ALT_DEL}
+    return {*power.SIGNAL_REQUESTS, power.CTRL_ALT_DEL}
 
 
 class System:
@@ -103,6 +107,8 @@ class System:
         self.services_down = False
         self.baseline: set[int] = set()
         self.directory = opts.config or os.environ.get("ROOST_CONFIG") or DEFAULT_CONFIG
+        # Power requests and ping from the first moment; the rest once the supervisor runs.
+        self.dispatcher = Dispatcher(None, power=self.request, directory=self.directory)
 
     def current_settings(self) -> Settings | None:
         """The settings in force: the supervisor's (they follow reloads), else the boot's."""
@@ -112,7 +118,7 @@ class System:
 
     def request(self, kind: str, source: str, force: bool = False) -> dict[str, object]:
         """Queue a power request (the first one wins); return the acknowledgement."""
-        if kind not in requests.KINDS:
+        if kind not in power.KINDS:
             raise ValueError(f"unknown request {kind!r}")
         first = self.kind is None
         if first:
@@ -149,17 +155,17 @@ class System:
         if self.kind is None:
             # `roost shutdown` stops every service and leaves; for init leaving means power off.
             console.say("every service stopped on request: powering off")
-            self.kind = requests.POWEROFF
+            self.kind = power.POWEROFF
 
     def on_signal(self, signum: int) -> None:
         """Reap on CHLD, reload on HUP, queue a request for the request signals."""
         if signum == _signal.SIGCHLD:
             self.reaper.drain()
-        elif signum in requests.SIGNAL_REQUESTS:
-            self.request(requests.SIGNAL_REQUESTS[signum], sigs.name(signum))
-        elif signum == requests.CTRL_ALT_DEL:
+        elif signum in power.SIGNAL_REQUESTS:
+            self.request(power.SIGNAL_REQUESTS[signum], sigs.name(signum))
+        elif signum == power.CTRL_ALT_DEL:
             settings = self.current_settings()
-            action = settings.ctrl_alt_del if settings else requests.REBOOT
+            action = settings.ctrl_alt_del if settings else power.REBOOT
             if action == "ignore":
                 console.say("Ctrl-Alt-Del ignored (ctrl_alt_del = \"ignore\")")
             else:
@@ -170,38 +176,15 @@ class System:
             console.debug(f"{sigs.name(signum)} ignored")
 
     def _orphan(self, pid: int, status: ExitStatus) -> None:
-        if self.manager is not None:
-            self.manager.orphans_reaped += 1
         console.debug(f"reaped orphan {pid} ({status.describe()})")
 
     # -- the control socket ----------------------------------------------------------
 
-    def dispatch(self, conn: Connection, ident: object, cmd: str,
-                 args: dict[str, object]) -> None:
-        """Serve a request: power requests and ping at any time, the rest once supervising."""
-        from roost.control import protocol  # noqa: PLC0415
-
-        if self.manager is not None:
-            from roost.control import commands  # noqa: PLC0415
-
-            commands.dispatch(self.manager, conn, ident, cmd, args)
-            return
-        if cmd in requests.KINDS:
-            conn.send(protocol.ok(ident, self.request(cmd, peer_name(conn),
-                                                      bool(args.get("force")))))
-        elif cmd == "ping":
-            conn.send(protocol.ok(ident, {"roost": __version__, "protocol": protocol.VERSION,
-                                          "pid": os.getpid(), "pid1": True, "booting": True,
-                                          "directory": self.directory}))
-        else:
-            raise protocol.ProtocolError(protocol.FAILED,
-                                         f"{cmd}: roost is still booting; try again shortly")
-
     def _listen(self, address: str) -> None:
-        from roost.control.server import ControlServer  # noqa: PLC0415
+        from roost.control.server import ControlServer  # noqa: PLC0415 - lazy (start-up): signals first
 
         try:
-            self.servers.append(ControlServer(self.loop, address, self.dispatch))
+            self.servers.append(ControlServer(self.loop, address, self.dispatcher))
         except Exception as exc:  # noqa: BLE001 - requests still arrive by signal
             console.say(f"cannot listen on {address}: {exc}")
 
@@ -229,7 +212,7 @@ class System:
 
     def _console(self) -> None:
         """On a machine: 0, 1 and 2 on /dev/console, faults reported there."""
-        import faulthandler  # noqa: PLC0415 - a C module: no import cost
+        import faulthandler  # noqa: PLC0415 - lazy (start-up): a C module, only here
 
         if self.scope == linux.MACHINE:
             console.attach()
@@ -270,7 +253,7 @@ class System:
             linux.reboot(linux.RB_DISABLE_CAD)  # the kernel sends SIGINT to PID 1 instead
 
     def _load(self) -> Config | None:
-        from roost.config.reader import read  # noqa: PLC0415
+        from roost.config.reader import read  # noqa: PLC0415 - lazy (start-up): after the sockets
 
         config, errors = read(self.directory, self.reaper)
         self.settings = config.settings
@@ -279,7 +262,7 @@ class System:
                 console.say(str(error))
             console.say(f"{len(errors)} configuration error{'s' if len(errors) > 1 else ''} in "
                         f"{self.directory}: no service started (fix it, then `roost reload`)")
-            from roost.config.model import Config as ConfigType  # noqa: PLC0415
+            from roost.core.model import Config as ConfigType  # noqa: PLC0415 - lazy (start-up): errors only
 
             config = ConfigType(config.directory, {}, config.settings)
             if config.settings.emergency_shell:
@@ -287,12 +270,11 @@ class System:
         return config
 
     def _supervise(self, config: Config) -> None:
-        from roost.manager import Manager  # noqa: PLC0415
+        from roost.up import Manager  # noqa: PLC0415 - lazy (start-up): after the sockets listen
 
-        address = self.servers[0].address if self.servers else requests.SYSTEM_CONTROL
+        address = self.servers[0].address if self.servers else power.SYSTEM_CONTROL
         manager = Manager(config, control=address, pid1=True, loop=self.loop,
-                          reaper=self.reaper)
-        manager.system = self
+                          reaper=self.reaper, dispatcher=self.dispatcher)
         manager.on_stopped.append(self._services_stopped)
         if self.servers:
             manager.control = self.servers[0]
@@ -306,7 +288,7 @@ class System:
         self.loop.handle_signals(_request_signals() | {_signal.SIGCHLD, _signal.SIGHUP,
                                                        _signal.SIGQUIT},
                                  self.on_signal, ignore=(_signal.SIGPIPE,))
-        self._listen(requests.SYSTEM_CONTROL)
+        self._listen(power.SYSTEM_CONTROL)
         self.poll()
         self.baseline = {m.ident for m in mounts.table()}
         self._step("console", self._console, always=True)
@@ -348,9 +330,7 @@ class System:
         except BaseException:  # noqa: BLE001 - PID 1 must reach stage 3 whatever happened
             console.error_trace("roost init")
             return self.fatal()
-        from roost.system.shutdown import Shutdown  # noqa: PLC0415
-
-        return Shutdown(self).run(self.kind or requests.POWEROFF)
+        return self._stage3().run(self.kind or power.POWEROFF)
 
     # -- when all else fails ---------------------------------------------------------------
 
@@ -372,8 +352,8 @@ class System:
                 os.setsid()
                 if own_console:
                     fd = os.open("/dev/console", os.O_RDWR)
-                    import fcntl  # noqa: PLC0415
-                    import termios  # noqa: PLC0415
+                    import fcntl  # noqa: PLC0415 - lazy (child): the shell only
+                    import termios  # noqa: PLC0415 - lazy (child): the shell only
 
                     try:
                         fcntl.ioctl(fd, termios.TIOCSCTTY, 1)
@@ -392,7 +372,7 @@ class System:
             return
         done: list[ExitStatus] = []
         self.reaper.watch(pid, lambda _p, status: done.append(status))
-        import time  # noqa: PLC0415
+        import time  # noqa: PLC0415 - lazy (start-up): the shell only
 
         while not done:
             self.reaper.drain()
@@ -407,23 +387,22 @@ class System:
         except BaseException:  # noqa: BLE001
             console.error_trace("emergency shell")
         settings = self.current_settings()
-        kind = self.kind or (settings.fatal_action if settings else requests.REBOOT)
-        from roost.system.shutdown import Shutdown  # noqa: PLC0415
+        kind = self.kind or (settings.fatal_action if settings else power.REBOOT)
+        return self._stage3().run(kind)
 
-        return Shutdown(self).run(kind)
+    def _stage3(self) -> Shutdown:
+        from roost.system.shutdown import Shutdown  # noqa: PLC0415 - lazy (memory): stage 3 only
 
+        manager = self.manager
 
-def peer_name(conn: Connection) -> str:
-    """Who sent a request: pid, command name and uid, from the kernel's credentials."""
-    pid = conn.peer.pid
-    if pid == 0:
-        return f"a process outside this PID namespace (uid {conn.peer.uid})"
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            comm = f.read().strip()
-    except OSError:
-        comm = "?"
-    return f"pid {pid} ({comm}, uid {conn.peer.uid})"
+        def close_logs() -> None:
+            if manager is not None:
+                for rt in list(manager.supervisor.services.values()):
+                    rt.log.close(self.loop)
+
+        return Shutdown(self.loop, self.reaper, baseline=self.baseline,
+                        settings=self.current_settings(), close_logs=close_logs,
+                        servers=self.servers)
 
 
 def main(args: list[str]) -> int:
@@ -434,7 +413,9 @@ def main(args: list[str]) -> int:
         return 0
     if os.getpid() != 1 and args in (["0"], ["6"]):
         # SysV's `init 0` and `init 6`, from a shell: ask the running init.
-        return requests.main(requests.POWEROFF if args == ["0"] else requests.REBOOT, [])
+        from roost.system import poweroff  # noqa: PLC0415 - lazy (start-up): a client only
+
+        return poweroff.main(power.POWEROFF if args == ["0"] else power.REBOOT, [])
     if os.getpid() != 1:
         sys.stderr.write("roost init: must run as PID 1 (of the machine, or of a PID namespace: "
                          "unshare --pid --fork --mount-proc); to supervise services as an "

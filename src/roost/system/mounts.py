@@ -13,8 +13,8 @@ from __future__ import annotations
 import errno
 import os
 
-from roost import console, linux
-from roost.mountinfo import VIRTUAL, Mount, mounted, parse_mountinfo, table, unescape
+from roost.kernel import console, linux
+from roost.kernel.mountinfo import VIRTUAL, Mount, mounted, parse_mountinfo, table, unescape
 
 __all__ = ["VIRTUAL", "Mount", "mounted", "parse_mountinfo", "table"]
 

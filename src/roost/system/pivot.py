@@ -18,11 +18,12 @@ import shutil
 import sys
 import time
 
-from roost import console, linux
+from roost.kernel import console, linux
+from roost.system import mounts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from roost.reaper import Reaper
+    from roost.kernel.reaper import Reaper
 
 FINALE_ROOT = "/run/roost/finale"
 DRACUT_ROOT = "/run/initramfs"
@@ -48,14 +49,14 @@ def _mapped_files() -> set[str]:
 
 def stdlib_dir() -> str:
     """The directory of the standard library this interpreter runs from."""
-    import ctypes  # noqa: PLC0415 - loaded anyway: the finale needs it
+    import ctypes  # noqa: PLC0415 - lazy (memory): stage 3 only; the finale needs it
 
     return os.path.dirname(os.path.dirname(os.path.realpath(ctypes.__file__)))
 
 
 def elf_interpreter(path: str) -> str | None:
     """The program interpreter (PT_INTERP) an ELF executable names, if any."""
-    import struct  # noqa: PLC0415
+    import struct  # noqa: PLC0415 - lazy (memory): stage 3 only
 
     try:
         with open(path, "rb") as f:
@@ -109,7 +110,7 @@ def copy_path(path: str, root: str, depth: int = 0) -> int:
 
 def files_to_copy() -> set[str]:
     """What the finale needs: the interpreter, its shared objects, the stdlib modules loaded."""
-    import ctypes  # noqa: F401, PLC0415 - make sure the finale's imports are loaded here
+    import ctypes  # noqa: F401, PLC0415 - lazy (memory): loaded here for the finale
 
     stdlib = stdlib_dir()
     paths = _mapped_files()
@@ -132,8 +133,6 @@ def finale_root() -> str:
     Mounting on the bare /run directory needs no write to the root filesystem, which may
     be read-only by now.
     """
-    from roost.system import mounts  # noqa: PLC0415
-
     return FINALE_ROOT if mounts.mounted("/run") is not None else "/run"
 
 
@@ -243,8 +242,6 @@ def dracut_available() -> bool:
 
 def enter_dracut(kind: str) -> None:
     """Pivot into /run/initramfs and exec its /shutdown with the verb; returns only on failure."""
-    from roost.system import mounts  # noqa: PLC0415
-
     if mounts.mounted(DRACUT_ROOT) is None:
         linux.mount(DRACUT_ROOT, DRACUT_ROOT, None, linux.MS_BIND)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)

@@ -24,32 +24,43 @@ import _signal
 import os
 import time
 
-from roost import console, linux
-from roost.system import mounts, pivot, requests
+from roost.kernel import console, linux
+from roost.system import mounts, pivot, power
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from roost.system.boot import System
+    from roost.control.server import ControlServer
+    from roost.core.model import Settings
+    from roost.kernel.loop import Loop
+    from roost.kernel.reaper import Reaper
 
 KILL_WAIT = 5.0  # after KILL: a process in uninterruptible sleep may never go
 SYNC_TIMEOUT = 30.0
-COMMANDS = {requests.POWEROFF: linux.RB_POWER_OFF, requests.REBOOT: linux.RB_AUTOBOOT,
-            requests.HALT: linux.RB_HALT_SYSTEM, requests.KEXEC: linux.RB_KEXEC}
+COMMANDS = {power.POWEROFF: linux.RB_POWER_OFF, power.REBOOT: linux.RB_AUTOBOOT,
+            power.HALT: linux.RB_HALT_SYSTEM, power.KEXEC: linux.RB_KEXEC}
 # What the namespace's parent sees when reboot(2) ends the namespace, or roost exits.
-EXIT_CODES = {requests.POWEROFF: 0, requests.HALT: 0, requests.REBOOT: 1, requests.KEXEC: 1}
+EXIT_CODES = {power.POWEROFF: 0, power.HALT: 0, power.REBOOT: 1, power.KEXEC: 1}
 
 
 class Shutdown:
-    """Stage 3 for one System; run() does not return on a machine."""
+    """Stage 3; run() does not return on a machine.
 
-    def __init__(self, system: System):
-        self.system = system
-        self.loop = system.loop
-        self.reaper = system.reaper
+    It is given what it works with: the reactor and reaper that still serve, the
+    mounts that were there before boot (`baseline`), the settings in force (if
+    any were read), a way to close the service logs, and the control servers.
+    """
+
+    def __init__(self, loop: Loop, reaper: Reaper, *, baseline: set[int],
+                 settings: Settings | None, close_logs: Callable[[], None],
+                 servers: list[ControlServer]):
+        self.loop = loop
+        self.reaper = reaper
+        self.baseline = baseline
+        self.servers = servers
+        self._close_logs = close_logs
         self.scope = linux.pid1_scope() or linux.NAMESPACE
-        settings = system.current_settings()
         self.kill_timeout = settings.kill_timeout if settings else 5.0
         self.finale = settings.finale if settings else "auto"
 
@@ -69,20 +80,13 @@ class Shutdown:
         self._fenced("sync", self._sync)
         if self.scope == linux.MACHINE:
             self._fenced("swapoff", self._swapoff)
-        teardown = mounts.Teardown(self.scope, self.system.baseline)
+        teardown = mounts.Teardown(self.scope, self.baseline)
         self._fenced("unmount", teardown.run)
         console.say(teardown.summary())
         self._fenced("finale", lambda: self._maybe_finale(kind, teardown))
         return self._end(kind)
 
     # -- processes -------------------------------------------------------------------------
-
-    def _close_logs(self) -> None:
-        manager = self.system.manager
-        if manager is None:
-            return
-        for rt in list(manager.supervisor.services.values()):
-            rt.log.close(self.loop)
 
     def _others(self) -> list[str]:
         """Processes left besides PID 1 and kernel threads, as `name(pid)`."""
@@ -147,9 +151,9 @@ class Shutdown:
             console.say("every process left has been killed")
 
     def _close_control(self) -> None:
-        for server in self.system.servers:
+        for server in self.servers:
             server.close()
-        self.system.servers.clear()
+        self.servers.clear()
 
     # -- filesystems -----------------------------------------------------------------------
 
@@ -196,7 +200,7 @@ class Shutdown:
     def _end(self, kind: str) -> int:
         os.sync()
         command = COMMANDS.get(kind, linux.RB_POWER_OFF)
-        if kind == requests.KEXEC and not _kexec_loaded():
+        if kind == power.KEXEC and not _kexec_loaded():
             console.say("no kexec kernel loaded: rebooting instead")
             command = linux.RB_AUTOBOOT
         if self.scope != linux.MACHINE and command == linux.RB_KEXEC:

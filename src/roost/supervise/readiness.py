@@ -13,13 +13,13 @@ import os
 import socket
 import struct
 
-from roost.loop import READ
+from roost.kernel.loop import READ
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from roost.loop import Loop
+    from roost.kernel.loop import Loop
 
 _UCRED = struct.Struct("iII")
 MAX_DATAGRAM = 4096

@@ -125,3 +125,13 @@ class Config:
         self.directory = directory
         self.services = services
         self.settings = settings
+
+
+def changes(old: dict[str, ServiceConfig],
+            new: dict[str, ServiceConfig]) -> tuple[list[str], list[str], list[str]]:
+    """What a reload changes: the services (added, removed, changed), each sorted by name."""
+    added = sorted(set(new) - set(old))
+    removed = sorted(set(old) - set(new))
+    changed = sorted(n for n in set(old) & set(new)
+                     if old[n].fingerprint() != new[n].fingerprint())
+    return added, removed, changed

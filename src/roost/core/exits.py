@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-from roost import sigs
+from roost.core import sigs
 
 
 class ExitStatus:
@@ -16,20 +14,6 @@ class ExitStatus:
         self.code = code
         self.signal = signal
         self.core = core
-
-    @classmethod
-    def from_waitid(cls, result: os.waitid_result) -> ExitStatus:
-        """Decode a `os.waitid` result for an exited or killed child."""
-        if result.si_code == os.CLD_EXITED:
-            return cls(code=result.si_status)
-        return cls(signal=result.si_status, core=result.si_code == os.CLD_DUMPED)
-
-    @classmethod
-    def from_wait_status(cls, status: int) -> ExitStatus:
-        """Decode a `waitpid` status word."""
-        if os.WIFEXITED(status):
-            return cls(code=os.WEXITSTATUS(status))
-        return cls(signal=os.WTERMSIG(status), core=os.WCOREDUMP(status))
 
     @property
     def success(self) -> bool:

@@ -17,7 +17,7 @@ import _signal
 import errno
 import os
 
-from roost import sigs
+from roost.core import sigs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def _child(command: Command, executable: str, err_w: int, parent: int) -> None:
             _join_cgroup(command.cgroup, 0, strict=True)
         if command.pdeathsig:
             stage = "prctl"
-            from roost import linux  # noqa: PLC0415 - loaded by the parent already when used
+            from roost.kernel import linux  # noqa: PLC0415 - lazy (child): loaded by the parent
 
             linux.set_pdeathsig(command.pdeathsig)
             if os.getppid() != parent:  # the parent died before the prctl took effect
@@ -214,7 +214,7 @@ def _child(command: Command, executable: str, err_w: int, parent: int) -> None:
         err_w = _arrange_fds(command.fds, err_w)
         if command.nofile is not None:
             stage = "rlimit"
-            import resource  # noqa: PLC0415
+            import resource  # noqa: PLC0415 - lazy (child): with a limit only
 
             resource.setrlimit(resource.RLIMIT_NOFILE, command.nofile)
         if command.cwd is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from roost.exits import ExitStatus
+from roost.core.exits import ExitStatus
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ class Reaper:
     def __init__(self) -> None:
         self._owners: dict[int, Callable[[int, ExitStatus], None]] = {}
         self.on_orphan: Callable[[int, ExitStatus], None] | None = None
-        self.reaped = 0
         # True once a drain found no child left at all (ECHILD): every descendant is gone.
         self.childless = False
 
@@ -79,8 +78,7 @@ class Reaper:
             try:
                 callback(pid, status)
             except BaseException:  # noqa: BLE001 - the next status must still be reaped
-                from roost import console  # noqa: PLC0415
+                from roost.kernel import console  # noqa: PLC0415 - lazy (start-up): the failure path only
 
                 console.error_trace(f"exit handler of pid {pid}")
-        self.reaped += count
         return count

@@ -12,18 +12,20 @@ import _signal
 import os
 import sys
 
-from roost import console, service
 from roost.config.reader import read
+from roost.container.init import HANDLED, IGNORED
 from roost.control.protocol import default_address
-from roost.manager import Manager
-from roost.run import HANDLED, IGNORED
-from roost.spawn import SpawnError
+from roost.core import machine
+from roost.kernel import console
+from roost.kernel.spawn import SpawnError
+from roost.up import Manager
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from roost.loop import Loop
-    from roost.reaper import Reaper
-    from roost.run import ContainerInit, RunOptions
+    from roost.container.init import ContainerInit
+    from roost.container.options import RunOptions
+    from roost.kernel.loop import Loop
+    from roost.kernel.reaper import Reaper
 
 CONFIG_ERROR = 2
 SIDECAR_FAILED = 1
@@ -68,16 +70,14 @@ def run(opts: RunOptions, loop: Loop, reaper: Reaper, init: ContainerInit) -> in
             return
         init.on_signal(signum)
 
-    def gate() -> bool:
-        states = [supervisor.services[name].machine.state for name in opts.after]
-        return all(s in service.READY or s == service.FAILED for s in states)
+    order = supervisor.order
 
     def start_main() -> None:
         failed = [name for name in opts.after
-                  if supervisor.services[name].machine.state == service.FAILED]
+                  if order.machines[name].state == machine.FAILED]
         if failed or "stopping" in outcome:
             for name in failed:
-                console.say(f"{name} failed ({supervisor.services[name].machine.reason}); "
+                console.say(f"{name} failed ({order.machines[name].reason}); "
                             f"not starting {opts.command[0]}")
             outcome["stopping"] = 1
             stop_then(SIDECAR_FAILED)
@@ -93,7 +93,7 @@ def run(opts: RunOptions, loop: Loop, reaper: Reaper, init: ContainerInit) -> in
     init.before_sweep = lambda sweep: supervisor.stop_all(then=sweep)
     loop.handle_signals(HANDLED, on_signal, ignore=IGNORED)
     supervisor.start_all()
-    supervisor.when(gate, start_main)
+    supervisor.when(lambda: order.ready_or_failed(opts.after), start_main)
     loop.run()
     manager.close()
     if init.exit_code is not None:

@@ -24,7 +24,7 @@ def libc() -> ctypes.CDLL:
     """The C library, loaded once, with errno captured."""
     global _libc
     if _libc is None:
-        import ctypes  # noqa: PLC0415 - deferred: see the module docstring
+        import ctypes  # noqa: PLC0415 - lazy (start-up): see the module docstring
 
         _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
@@ -32,7 +32,7 @@ def libc() -> ctypes.CDLL:
 
 def _check(result: int, what: str) -> int:
     if result < 0:
-        import _ctypes  # noqa: PLC0415 - the errno ctypes saved at the call (FUNCFLAG_USE_ERRNO)
+        import _ctypes  # noqa: PLC0415 - lazy (start-up): errno as saved at the call
 
         err = _ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
@@ -51,7 +51,7 @@ def _prctl_function() -> Callable[..., int]:
     """
     global _prctl
     if _prctl is None:
-        import _ctypes  # noqa: PLC0415
+        import _ctypes  # noqa: PLC0415 - lazy (start-up): see the docstring
 
         class Int(_ctypes._SimpleCData):  # type: ignore[type-arg]
             _type_ = "i"
@@ -82,7 +82,7 @@ def set_child_subreaper() -> None:
 
 def is_child_subreaper() -> bool:
     """True if this process is a child subreaper."""
-    import ctypes  # noqa: PLC0415
+    import ctypes  # noqa: PLC0415 - lazy (start-up): see the module docstring
 
     flag = ctypes.c_int(0)
     prctl(PR_GET_CHILD_SUBREAPER, ctypes.addressof(flag))
@@ -190,7 +190,7 @@ def _path(value: str | None) -> bytes | None:
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
           data: str | None = None) -> None:
     """Mount a filesystem; a superblock remount is refused in a namespace (it reaches the host)."""
-    import ctypes  # noqa: PLC0415
+    import ctypes  # noqa: PLC0415 - lazy (start-up): see the module docstring
 
     superblock = flags & MS_REMOUNT and not flags & MS_BIND
     _require(f"mount {target}", machine_only=bool(superblock), mounts=True)
@@ -204,7 +204,7 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
 
 def umount(target: str, flags: int = 0) -> None:
     """Unmount `target` (umount2(2))."""
-    import ctypes  # noqa: PLC0415
+    import ctypes  # noqa: PLC0415 - lazy (start-up): see the module docstring
 
     _require(f"umount {target}", mounts=True)
     fn = libc().umount2
@@ -215,7 +215,7 @@ def umount(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """Make `new_root` the root (pivot_root(2)), the old one mounted at `put_old`."""
-    import ctypes  # noqa: PLC0415
+    import ctypes  # noqa: PLC0415 - lazy (start-up): see the module docstring
 
     _require("pivot_root", mounts=True)
     number = _PIVOT_ROOT.get(os.uname().machine)
@@ -228,7 +228,7 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 def reboot(command: int) -> None:
     """Restart, halt or power off; in a PID namespace the kernel ends the namespace instead."""
-    import ctypes  # noqa: PLC0415
+    import ctypes  # noqa: PLC0415 - lazy (start-up): see the module docstring
 
     _require("reboot", machine_only=command in (RB_ENABLE_CAD, RB_DISABLE_CAD, RB_KEXEC))
     fn = libc().reboot
@@ -239,7 +239,7 @@ def reboot(command: int) -> None:
 
 def swapoff(path: str) -> None:
     """Stop swapping to `path` (machine only: swap is shared by every namespace)."""
-    import ctypes  # noqa: PLC0415
+    import ctypes  # noqa: PLC0415 - lazy (start-up): see the module docstring
 
     _require(f"swapoff {path}", machine_only=True)
     fn = libc().swapoff
@@ -250,7 +250,7 @@ def swapoff(path: str) -> None:
 
 def loop_detach(device: str) -> None:
     """Detach a loop device from its backing file (LOOP_CLR_FD; machine only)."""
-    import fcntl  # noqa: PLC0415
+    import fcntl  # noqa: PLC0415 - lazy (start-up): one caller
 
     _require(f"detach {device}", machine_only=True)
     fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
@@ -262,7 +262,7 @@ def loop_detach(device: str) -> None:
 
 def sethostname(name: str) -> None:
     """Set the hostname: the machine's, or a namespace's that has its own UTS namespace."""
-    import socket  # noqa: PLC0415
+    import socket  # noqa: PLC0415 - lazy (start-up): one caller
 
     scope = _require("sethostname")
     if scope != MACHINE and _ns_inode("uts") in (None, PROC_UTS_INIT_INO):

@@ -13,14 +13,14 @@ import collections
 import os
 import time
 
-from roost import console
-from roost.loop import READ
+from roost.kernel import console
+from roost.kernel.loop import READ
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from roost.loop import Loop
+    from roost.kernel.loop import Loop
 
 MAX_LINE = 16 * 1024  # a longer line is cut into pieces of this size
 TAIL_LINES = 200  # lines kept in memory per service that has written any

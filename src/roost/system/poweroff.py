@@ -1,4 +1,4 @@
-"""Power requests: what they are, which signals mean them, and the client that sends them.
+"""The client that sends power requests to init (the vocabulary is power.py).
 
 `poweroff`, `reboot` and `halt` (as `roost poweroff` or as the program name, and
 `shutdown -h|-r|-H|-P now`) talk to PID 1's control socket, the abstract
@@ -17,40 +17,15 @@ from __future__ import annotations
 
 import _signal
 import errno
-import json
 import os
 import socket
 import sys
 import time
 
-POWEROFF = "poweroff"
-REBOOT = "reboot"
-HALT = "halt"
-KEXEC = "kexec"
-KINDS = (POWEROFF, REBOOT, HALT, KEXEC)
+from roost.control import protocol
+from roost.system.power import HALT, KEXEC, POWEROFF, REBOOT, REQUEST_SIGNALS, SYSTEM_CONTROL
 
-SYSTEM_CONTROL = "@roost/control"
 DEFAULT_DEADLINE = 90.0  # seconds a client keeps retrying before it gives up
-
-RTMIN: int = _signal.SIGRTMIN
-
-# Signals PID 1 takes as requests. busybox's halt/poweroff/reboot send USR1, USR2
-# and TERM; systemd's send RTMIN+3/+4/+5 (+6 for kexec); the kernel sends INT on
-# Ctrl-Alt-Del (once CAD is routed to init); UPS daemons and LXC send PWR.
-SIGNAL_REQUESTS: dict[int, str] = {
-    _signal.SIGUSR1: HALT,
-    _signal.SIGUSR2: POWEROFF,
-    _signal.SIGTERM: REBOOT,
-    _signal.SIGPWR: POWEROFF,
-    RTMIN + 3: HALT,
-    RTMIN + 4: POWEROFF,
-    RTMIN + 5: REBOOT,
-    RTMIN + 6: KEXEC,
-}
-CTRL_ALT_DEL = _signal.SIGINT  # mapped by the `ctrl_alt_del` setting (reboot by default)
-# What `--via-signal` sends for each request: busybox's choice, which roost shares.
-REQUEST_SIGNALS = {HALT: _signal.SIGUSR1, POWEROFF: _signal.SIGUSR2, REBOOT: _signal.SIGTERM,
-                   KEXEC: RTMIN + 6}
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -168,10 +143,6 @@ class Refused(Exception):
     """init answered, and said no; retrying will not help."""
 
 
-def _address(address: str) -> str:
-    return "\0" + address[1:] if address.startswith("@") else address
-
-
 def ask(kind: str, *, address: str = SYSTEM_CONTROL, deadline: float = DEFAULT_DEADLINE,
         force: bool = False, source: str | None = None) -> dict[str, object]:
     """Deliver one request to init and return its acknowledgement; retry until `deadline`.
@@ -179,9 +150,7 @@ def ask(kind: str, *, address: str = SYSTEM_CONTROL, deadline: float = DEFAULT_D
     Raises TimeoutError when init never answered, Refused when it answered no.
     """
     end = time.monotonic() + deadline
-    line = json.dumps({"v": 1, "id": 1, "cmd": kind,
-                       "args": {"force": force, **({"source": source} if source else {})}})
-    payload = line.encode() + b"\n"
+    payload = protocol.request(kind, {"force": force, **({"source": source} if source else {})})
     pause = 0.001
     last = "nothing listens"
     while True:
@@ -191,7 +160,7 @@ def ask(kind: str, *, address: str = SYSTEM_CONTROL, deadline: float = DEFAULT_D
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(left)
         try:
-            sock.connect(_address(address))
+            sock.connect(protocol.socket_address(address))
             sock.sendall(payload)
             reply = _read_line(sock)
         except (ConnectionRefusedError, FileNotFoundError) as exc:
@@ -223,16 +192,22 @@ def ask(kind: str, *, address: str = SYSTEM_CONTROL, deadline: float = DEFAULT_D
 
 
 def _read_line(sock: socket.socket) -> dict[str, object]:
-    data = b""
-    while b"\n" not in data:
+    lines = protocol.LineDecoder(protocol.MAX_REPLY)
+    while True:
+        try:
+            line = lines.line()
+        except protocol.TooLong as exc:
+            raise EOFError(f"reply {exc}") from None
+        if line is not None:
+            break
         chunk = sock.recv(65536)
         if not chunk:
             raise EOFError("init closed the connection without a reply")
-        data += chunk
-    message = json.loads(data.partition(b"\n")[0])
-    if not isinstance(message, dict):
-        raise EOFError("malformed reply")
-    return message
+        lines.feed(chunk)
+    try:
+        return protocol.decode_reply(line)
+    except protocol.ProtocolError as exc:
+        raise EOFError(exc.message) from None
 
 
 # -- the signal path, behind the zombie probe ---------------------------------
@@ -305,7 +280,7 @@ def send_signal(kind: str, deadline: float) -> None:
 
 def main(prog: str, args: list[str]) -> int:
     """The `poweroff`, `reboot`, `halt` and `shutdown` commands."""
-    from roost import early  # noqa: PLC0415
+    from roost import early  # noqa: PLC0415 - lazy (start-up): loaded already when run as roost
 
     early.restore()  # a client dies of ^C like any program
     try:

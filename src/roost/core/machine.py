@@ -1,14 +1,34 @@
 """One service's life as a pure state machine: events in, actions out.
 
-The machine never touches the operating system. The supervisor feeds it events
-(a start or stop request, the process spawned or exited, readiness, a timer) and
-carries out the actions it returns (spawn, signal, arm or disarm a timer). Time
-is passed in, and randomness (the backoff jitter) is injected, so every path
-can be driven by a test with a fake clock.
+Everything that decides what a service does next lives here; the supervisor only
+carries out the actions (spawn, signal, arm or disarm a timer) and reports what
+the system did (spawned, exited, ready, a timer fired). Time is passed in and the
+jitter's randomness injected, so every path runs under a test with a fake clock.
+
+A machine holds two things apart, as dinit does: where the service *is* and where
+it is *wanted*.
+
+  state       where it is now: one of STATES, below.
+  want        where it should end up: True for up, False for down. Requests
+              (start, stop, restart) set it; of the process events only a clean
+              exit that the restart policy does not restart clears it (the
+              service did what it was asked: nothing may start it again unasked).
+  after_stop  what a stop in progress leads to once the last process is gone:
+              "down" (a stop, or a hold), "restart" (a restart: spawn again),
+              "failure" or "exit" (the main process ended on its own and left
+              processes behind: once they are gone, the restart policy decides
+              as for a failure or a clean exit; a start that timed out is a failure).
+
+The order between services (order.py) decides *when* a wanted machine may start
+and an unwanted one may stop; until then it tells the machine what it waits for
+(`wait_for`), which is only shown. `want_up` and `want_down` change the want
+without moving the machine; `start` and `stop` move it now. `hold` keeps a wanted
+service down because something it requires failed: it is stopped if it runs, and
+the order starts it again once the requirement is back.
 
 States:
   down      not running, and not trying to (stopped, never started, or waiting
-            for a requirement: `reason` says which)
+            for the order: `reason` says which)
   starting  spawned, not ready yet (ready = exec succeeded, a newline on the
             notification fd, READY=1, or a oneshot/forking launcher's exit 0)
   up        running and ready
@@ -20,18 +40,22 @@ States:
             could not be started at all (not found, exec failed: restarting
             it would fail the same way)
   done      a oneshot that exited 0
+
+Out-of-turn events are a choice, not an accident: an event that has no row in
+TABLE for the current state leaves the state as it is and asks for nothing (a
+`ready` from a service that is already up, a timer that fired after its state
+was left, an exit reported twice). tests/unit/test_machine_table.py holds the
+machine to TABLE, and docs/supervisor.md's transition table to its rendering.
 """
 
 from __future__ import annotations
-
-import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from roost.config.model import ServiceConfig
-    from roost.exits import ExitStatus
+    from roost.core.exits import ExitStatus
+    from roost.core.model import ServiceConfig
 
 DOWN = "down"
 STARTING = "starting"
@@ -44,6 +68,7 @@ STATES = (DOWN, STARTING, UP, STOPPING, BACKOFF, FAILED, DONE)
 
 RUNNING = frozenset({STARTING, UP, STOPPING})
 READY = frozenset({UP, DONE})
+QUIET = frozenset({DOWN, BACKOFF, FAILED, DONE})
 
 # Timer names: a machine has at most one armed timer of each.
 T_BACKOFF = "backoff"
@@ -57,11 +82,6 @@ JITTER = 0.2
 SIGKILL = 9
 
 
-def _uniform() -> float:
-    """A number in [0, 1) for the jitter, without the `random` module's import cost."""
-    return int.from_bytes(os.urandom(4), "little") / 2**32
-
-
 class Spawn:
     """Start the service's command; answer with spawned() or spawn_failed()."""
 
@@ -72,16 +92,15 @@ class Spawn:
 
 
 class Kill:
-    """Send `signal` to the main process ("main") or to every process of the service ("all")."""
+    """Send `signal` to every process of the service."""
 
-    __slots__ = ("scope", "signal")
+    __slots__ = ("signal",)
 
-    def __init__(self, signal: int, scope: str = "all"):
+    def __init__(self, signal: int):
         self.signal = signal
-        self.scope = scope
 
     def __repr__(self) -> str:
-        return f"Kill({self.signal}, {self.scope!r})"
+        return f"Kill({self.signal})"
 
 
 class Arm:
@@ -121,6 +140,82 @@ class FindMain:
 Action = Spawn | Kill | Arm | Disarm | FindMain
 
 
+class Transition:
+    """One row of TABLE: `event` in one of `sources` may lead to one of `targets`.
+
+    `event` names a method of Machine; a timer's event names the timer too
+    ("timer:stop"). `text` is what the docs say of it.
+    """
+
+    __slots__ = ("event", "sources", "targets", "text")
+
+    def __init__(self, event: str, sources: tuple[str, ...], targets: tuple[str, ...],
+                 text: str):
+        self.event = event
+        self.sources = sources
+        self.targets = targets
+        self.text = text
+
+
+# Every move a machine can make. An event in a state with no row here changes
+# nothing. The docs' transition table is rendered from these rows (see table()).
+TABLE = (
+    Transition("start", (DOWN, FAILED, DONE), (STARTING,),
+               "start (once its dependencies allow)"),
+    Transition("start", (BACKOFF,), (STARTING,), "start: no more waiting"),
+    Transition("start", (STOPPING,), (STOPPING,), "start: starts again once stopped"),
+    Transition("spawn_failed", (STARTING, UP), (FAILED, DOWN),
+               "the command cannot be started"),
+    Transition("exec_done", (STARTING,), (UP,), "the exec succeeded (`simple`)"),
+    Transition("ready", (STARTING,), (UP,), "ready: a newline on the fd, `READY=1`"),
+    Transition("exited", (STARTING,), (STARTING,),
+               "a forking launcher exits 0: its daemon is looked for"),
+    Transition("main_found", (STARTING,), (UP,), "a forking service's daemon is found"),
+    Transition("main_missing", (STARTING,), (STOPPING,),
+               "a forking launcher exits 0 and no daemon can be named"),
+    Transition("timer:start", (STARTING,), (STOPPING,),
+               "not ready within `start_timeout`: stopped, then as a failure"),
+    Transition("stop", (STARTING, UP), (STOPPING,), "stop (once what is ordered after it stopped)"),
+    Transition("restart", (STARTING, UP), (STOPPING,), "restart: stopped, then started"),
+    Transition("hold", (STARTING, UP), (STOPPING,),
+               "a requirement failed: stopped, still wanted"),
+    Transition("exited", (STARTING, UP), (BACKOFF, DOWN, FAILED, DONE),
+               "the main process exits, nothing left: by the restart policy (`failed` "
+               "once `restart_limit` starts fell within `restart_window`)"),
+    Transition("exited", (STARTING, UP), (STOPPING,),
+               "the main process exits and leaves others: they are stopped first"),
+    Transition("exited", (STOPPING,), (DOWN, STARTING, BACKOFF, FAILED, DONE),
+               "the main process exits, nothing left: down, or started again "
+               "(restart), or by the policy (after a crash)"),
+    Transition("gone", (STOPPING,), (DOWN, STARTING, BACKOFF, FAILED, DONE),
+               "the last of its processes is gone: as above"),
+    Transition("spawn_failed", (STOPPING,), (DOWN, STARTING, BACKOFF, FAILED, DONE),
+               "the command of a stopping service could not start: as above"),
+    Transition("timer:stop", (STOPPING,), (STOPPING,),
+               "`stop_timeout` passes: every process is sent SIGKILL"),
+    Transition("timer:backoff", (BACKOFF,), (STARTING,), "the restart delay passes"),
+    Transition("stop", (BACKOFF, FAILED, DONE), (DOWN,), "stop"),
+    Transition("want_down", (BACKOFF, FAILED, DONE), (DOWN,),
+               "stop (nothing of it runs: at once)"),
+    Transition("hold", (BACKOFF,), (DOWN,), "a requirement failed: no restart, still wanted"),
+    Transition("restart", (DOWN, FAILED, DONE), (STARTING,), "restart: as start"),
+    Transition("restart", (BACKOFF,), (STARTING,), "restart: as start"),
+    Transition("restart", (STOPPING,), (STOPPING,), "restart: as start"),
+    Transition("want_up", (FAILED, DONE), (DOWN,),
+               "start asked again: the failure or the finished run is forgotten"),
+)
+
+
+def table() -> str:
+    """TABLE as the Markdown table of docs/supervisor.md (from, event, to)."""
+    rows = ["| from | event | to |", "| --- | --- | --- |"]
+    for row in TABLE:
+        sources = ", ".join(f"`{s}`" for s in row.sources)
+        targets = ", ".join(f"`{s}`" for s in row.targets)
+        rows.append(f"| {sources} | {row.text} | {targets} |")
+    return "\n".join(rows)
+
+
 class Machine:
     """The state of one service and the rules that move it."""
 
@@ -128,44 +223,73 @@ class Machine:
         "_after_stop",
         "_next_delay",
         "_rng",
+        "_stop_reason",
         "config",
         "last_exit",
-        "last_status",
         "pid",
         "reason",
         "restarts",
         "since",
-        "started_at",
         "starts",
         "state",
         "up_since",
         "want",
     )
 
-    def __init__(self, config: ServiceConfig, now: float,
-                 rng: Callable[[], float] | None = None):
+    def __init__(self, config: ServiceConfig, now: float, rng: Callable[[], float]):
         self.config = config
         self.state = DOWN
         self.want = False
         self.pid: int | None = None
+        # Why the service is where it is (shown by `roost status` when not up).
         self.reason = ""
         self.last_exit: str | None = None
-        self.last_status: ExitStatus | None = None
         self.restarts = 0
         self.since = now
-        self.started_at: float | None = None
         self.up_since: float | None = None
+        # When each start happened, within the restart window: the restart limit.
         self.starts: list[float] = []
         self._next_delay = config.restart_delay
-        # What to do once every process is gone while stopping: "down", "restart",
-        # "failure" (a start that timed out), or "exit" (leftovers after an exit).
         self._after_stop = "down"
-        self._rng = rng or _uniform
+        # The reason a want-down carries until the order lets the stop begin.
+        self._stop_reason = "stopped"
+        self._rng = rng
 
-    # -- requests ------------------------------------------------------------
+    # -- what the operator and the order ask ------------------------------------------
+
+    def want_up(self, now: float, fresh: bool = False) -> list[Action]:
+        """Want the service up, without moving it: the order starts it in its turn.
+
+        A failure is forgotten (so are the start count and the delay), and so is a
+        finished oneshot with `fresh`: it is down, ready to start afresh.
+        """
+        self.want = True
+        if fresh or self.state == FAILED:
+            if self.state in (FAILED, DONE):
+                self._enter(DOWN, now, "")
+            if self.state == DOWN:
+                self.starts.clear()
+                self._next_delay = self.config.restart_delay
+        return []
+
+    def want_down(self, now: float, reason: str = "stopped") -> list[Action]:
+        """Want the service down for `reason`; what runs stops once the order calls stop()."""
+        self.want = False
+        self._stop_reason = reason
+        if self.state == STOPPING:
+            self._after_stop = "down"
+            self.reason = reason
+        elif self.state == BACKOFF:
+            self._enter(DOWN, now, reason)
+            return [Disarm(T_BACKOFF)]
+        elif self.state in (DONE, FAILED):
+            self._enter(DOWN, now, reason)
+        elif self.state == DOWN:
+            self.reason = reason
+        return []
 
     def start(self, now: float) -> list[Action]:
-        """Want the service up: start it now, or once its current stop completes."""
+        """Want the service up and start it now, or once its current stop completes."""
         self.want = True
         if self.state in (DOWN, DONE, FAILED):
             if self.state == FAILED:
@@ -178,24 +302,18 @@ class Machine:
             self._after_stop = "restart"
         return []
 
-    def stop(self, now: float, reason: str = "stopped") -> list[Action]:
-        """Want the service down: signal it, cancel a pending restart, or forget a failure."""
-        self.want = False
+    def stop(self, now: float, reason: str | None = None) -> list[Action]:
+        """Want the service down and stop it now: signal it, or cancel a pending restart.
+
+        Without `reason`, the one its want_down() gave.
+        """
+        reason = self._stop_reason if reason is None else reason
         if self.state in (STARTING, UP):
+            self.want = False
+            self._stop_reason = reason
             self._after_stop = "down"
             return self._begin_stop(now, reason)
-        if self.state == STOPPING:
-            self._after_stop = "down"
-            self.reason = reason
-            return []
-        if self.state == BACKOFF:
-            self._enter(DOWN, now, reason)
-            return [Disarm(T_BACKOFF)]
-        if self.state in (DONE, FAILED):
-            self._enter(DOWN, now, reason)
-        elif self.state == DOWN:
-            self.reason = reason
-        return []
+        return self.want_down(now, reason)
 
     def restart(self, now: float) -> list[Action]:
         """Stop the service if it runs, then start it again."""
@@ -206,20 +324,37 @@ class Machine:
             return actions
         return self.start(now)
 
-    def reset(self, now: float) -> None:
-        """Forget a failure or a finished oneshot: down, ready to start afresh."""
-        if self.state in (FAILED, DONE):
-            self._enter(DOWN, now, "")
-        if self.state in (DOWN, FAILED, DONE):
-            self.starts.clear()
-            self._next_delay = self.config.restart_delay
+    def hold(self, now: float, reason: str) -> list[Action]:
+        """Keep a wanted service down for `reason` (a requirement failed): stop it if it runs.
 
-    def hold(self, now: float, reason: str) -> None:
-        """Keep a down service down for `reason` (a requirement not ready)."""
-        if self.state == DOWN:
+        It stays wanted: the order starts it again once the requirement allows.
+        """
+        if self.state in (STARTING, UP):
+            actions = self._begin_stop(now, reason)
+            self._after_stop = "down"
+            return actions
+        if self.state == STOPPING:
+            self._after_stop = "down"
             self.reason = reason
+        elif self.state == BACKOFF:
+            self._enter(DOWN, now, reason)
+            return [Disarm(T_BACKOFF)]
+        elif self.state == DOWN and self.want:
+            self.reason = reason
+        return []
 
-    # -- process events ------------------------------------------------------
+    def wait_for(self, now: float, reason: str) -> list[Action]:
+        """The order keeps the service where it is for now, for `reason` (shown, nothing more)."""
+        if (self.state == DOWN and self.want) or (self.state in (STARTING, UP) and not self.want):
+            self.reason = reason
+        return []
+
+    def reconfigure(self, config: ServiceConfig) -> list[Action]:
+        """Take a new definition; it applies from the next start, delay and stop on."""
+        self.config = config
+        return []
+
+    # -- what the processes do --------------------------------------------------------
 
     def spawned(self, pid: int, now: float) -> list[Action]:
         """The command was started as `pid`."""
@@ -230,7 +365,6 @@ class Machine:
         """The command could not be started at all (not found, exec failed): failed, not retried."""
         self.pid = None
         self.last_exit = reason
-        self.last_status = None
         if self.state == STOPPING:
             return [Disarm(T_STOP), *self._stopped(now)]
         if self.state not in (STARTING, UP):
@@ -273,14 +407,12 @@ class Machine:
         if self.state != STARTING:
             return []
         self.last_exit = reason
-        self.last_status = None
         return [Disarm(T_START), *self._after_exit(now, success=False, leftovers=True)]
 
     def exited(self, status: ExitStatus, now: float, leftovers: bool = False,
                detail: str | None = None) -> list[Action]:
         """The main process ended; `leftovers`: other processes of the service remain."""
         self.pid = None
-        self.last_status = status
         if not (self.state == STOPPING and self._after_stop == "failure"):
             # Stopping a start that timed out: the timeout, not the signal, is the cause.
             self.last_exit = detail or status.describe()
@@ -290,7 +422,7 @@ class Machine:
             return [Disarm(T_STOP), *self._stopped(now)]
         if self.state not in (STARTING, UP):
             return []
-        if (self.config.type == "forking" and self.state == STARTING and status.success):
+        if self.config.type == "forking" and self.state == STARTING and status.success:
             return [FindMain()]
         return [Disarm(T_START), *self._after_exit(now, status.success, leftovers)]
 
@@ -306,16 +438,15 @@ class Machine:
             return self._spawn(now)
         if name == T_STOP and self.state == STOPPING:
             self.reason = f"did not stop within {self.config.stop_timeout:g}s: killed"
-            return [Kill(SIGKILL, "all")]
+            return [Kill(SIGKILL)]
         if name == T_START and self.state == STARTING:
             self.last_exit = f"not ready within {self.config.start_timeout:g}s"
-            self.last_status = None
             actions = self._begin_stop(now, self.last_exit)
             self._after_stop = "failure"
             return actions
         return []
 
-    # -- rules -----------------------------------------------------------------
+    # -- rules -----------------------------------------------------------------------
 
     def _enter(self, state: str, now: float, reason: str) -> None:
         if state != self.state:
@@ -327,7 +458,6 @@ class Machine:
 
     def _spawn(self, now: float) -> list[Action]:
         self.starts.append(now)
-        self.started_at = now
         self.up_since = None
         self._after_stop = "down"
         self._enter(STARTING, now, "")
@@ -340,11 +470,8 @@ class Machine:
 
     def _begin_stop(self, now: float, reason: str) -> list[Action]:
         self._enter(STOPPING, now, reason)
-        return [
-            Disarm(T_START),
-            Kill(self.config.stop_signal, "all"),
-            Arm(T_STOP, self.config.stop_timeout),
-        ]
+        config = self.config
+        return [Disarm(T_START), Kill(config.stop_signal), Arm(T_STOP, config.stop_timeout)]
 
     def _after_exit(self, now: float, success: bool, leftovers: bool = False) -> list[Action]:
         """The main process is gone without being asked to: clean up, then decide."""
@@ -377,6 +504,8 @@ class Machine:
         if policy == "always" or (policy == "on-failure" and not success):
             return self._backoff(now)
         if success:
+            # Done with what it was asked to do: nothing may start it again unasked.
+            self.want = False
             self._enter(DOWN, now, self.last_exit or "")
         else:
             self._enter(FAILED, now, self.last_exit or "failed")

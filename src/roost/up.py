@@ -1,9 +1,11 @@
-"""The running supervisor process: reactor, reaper, services and control socket, wired together.
+"""`roost up`: reactor, reaper, tracker, services and control socket, wired together.
 
-`roost up` builds one Manager and runs it until a shutdown completes. As PID 1
-of a PID namespace every orphan of the namespace comes back to it; otherwise it
-makes itself a child subreaper so orphans of its services do, and gives its
-services a parent-death signal so they do not outlive it by accident.
+The composition root of the supervisor role. `roost up` builds one Manager and
+runs it until a shutdown completes; `roost init` (system/boot.py) and `roost run
+-c` (container/sidecars.py) build one too, on their own reactor and reaper. As
+PID 1 of a PID namespace every orphan of the namespace comes back to it;
+otherwise it makes itself a child subreaper so orphans of its services do, and
+gives its services a parent-death signal so they do not outlive it by accident.
 """
 
 from __future__ import annotations
@@ -11,29 +13,28 @@ from __future__ import annotations
 import _signal
 import os
 import resource
+import sys
 
-from roost import console, sigs
 from roost.config.load import ConfigInvalid
 from roost.config.reader import load as load_config
-from roost.control.server import ControlServer
-from roost.logs import LogSettings
-from roost.loop import Loop
-from roost.reaper import Reaper
-from roost.supervisor import Supervisor
+from roost.config.reader import read as read_config
+from roost.control.commands import Dispatcher
+from roost.control.protocol import default_address
+from roost.control.server import AddressInUse, ControlServer
+from roost.core import sigs
+from roost.kernel import accounts, console
+from roost.kernel.loop import Loop
+from roost.kernel.reaper import Reaper
+from roost.supervise.logs import LogSettings
+from roost.supervise.supervisor import Supervisor
+from roost.tracking import Tracker
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Protocol
 
-    from roost.config.model import Config
-    from roost.exits import ExitStatus
-
-    class PowerRequests(Protocol):
-        """What `roost init` offers the control commands."""
-
-        def request(self, kind: str, source: str, force: bool = False) -> dict[str, object]:
-            """Queue poweroff, reboot, halt or kexec; return the acknowledgement."""
+    from roost.core.exits import ExitStatus
+    from roost.core.model import Config
 
 SHUTDOWN_SIGNALS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT})
 HANDLED_SIGNALS = SHUTDOWN_SIGNALS | {_signal.SIGHUP, _signal.SIGCHLD, _signal.SIGUSR1,
@@ -45,7 +46,8 @@ class Manager:
 
     def __init__(self, config: Config, *, control: str, log_dir: str | None = None,
                  log_console: bool | None = None, pid1: bool | None = None,
-                 loop: Loop | None = None, reaper: Reaper | None = None):
+                 loop: Loop | None = None, reaper: Reaper | None = None,
+                 dispatcher: Dispatcher | None = None):
         self.config = config
         self.pid1 = os.getpid() == 1 if pid1 is None else pid1
         self.loop = loop or Loop()
@@ -60,7 +62,7 @@ class Manager:
                                         log_console)
         self.nofile = _raise_nofile()
         self.supervisor = Supervisor(
-            config, self.loop, self.reaper, self.log_settings,
+            config, self.loop, self.reaper, self.log_settings, Tracker(self.loop),
             # Outside PID 1 a service should not outlive a roost that dies abruptly.
             pdeathsig=0 if self.pid1 else _signal.SIGKILL,
             nofile=self.nofile)
@@ -69,18 +71,19 @@ class Manager:
         self.control_gid = _group_id(settings.control_group)
         self.stopping = False
         self.exit_code = 0
-        self.orphans_reaped = 0
         self.on_stopped: list[Callable[[], None]] = []
-        # Set by `roost init` (roost.system.boot): power requests go to it.
-        self.system: PowerRequests | None = None
+        # `roost init` hands over the dispatcher its sockets already serve.
+        self.dispatcher = dispatcher or Dispatcher(self)
+        self.dispatcher.host = self
+
+    @property
+    def directory(self) -> str:
+        """The configuration directory being supervised."""
+        return self.config.directory
 
     def open_control(self) -> None:
         """Bind the control socket (raises AddressInUse if another roost has it)."""
-        from roost.control import commands  # noqa: PLC0415
-
-        self.control = ControlServer(self.loop, self.control_address,
-                                     lambda conn, ident, cmd, args: commands.dispatch(
-                                         self, conn, ident, cmd, args),
+        self.control = ControlServer(self.loop, self.control_address, self.dispatcher,
                                      control_gid=self.control_gid)
 
     def run(self) -> int:
@@ -155,13 +158,32 @@ class Manager:
         return self.supervisor.reload(new)
 
     def _orphan_reaped(self, pid: int, status: ExitStatus) -> None:
-        self.orphans_reaped += 1
         console.say(f"reaped orphan {pid} ({status.describe()})")
+
+
+def up(directory: str, *, control: str | None, log_dir: str | None, quiet: bool) -> int:
+    """`roost up`: check the configuration, bind the control socket, supervise until shutdown."""
+    config, errors = read_config(directory)
+    if errors:
+        for error in errors:
+            print(error, file=sys.stderr)
+        print(f"roost: {len(errors)} configuration error{'s' if len(errors) > 1 else ''}; "
+              "nothing started", file=sys.stderr)
+        return 1
+    address = control or config.settings.control or default_address()
+    manager = Manager(config, control=address, log_dir=log_dir,
+                      log_console=False if quiet else None)
+    try:
+        manager.open_control()
+    except (AddressInUse, OSError) as exc:
+        print(f"roost: cannot listen on {address}: {exc}", file=sys.stderr)
+        return 1
+    return manager.run()
 
 
 def _become_subreaper() -> None:
     try:
-        from roost import linux  # noqa: PLC0415
+        from roost.kernel import linux  # noqa: PLC0415 - lazy (start-up): ctypes
 
         linux.set_child_subreaper()
     except OSError as exc:
@@ -183,11 +205,8 @@ def _raise_nofile() -> tuple[int, int]:
 def _group_id(group: str | None) -> int | None:
     if group is None:
         return None
-    if group.isdigit():
-        return int(group)
-    import grp  # noqa: PLC0415
-
     try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
+        return accounts.group_id(group)
+    except accounts.UnknownAccount:
+        # The configuration check names an unknown group; here nobody gets its rights.
         return None

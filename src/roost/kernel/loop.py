@@ -15,7 +15,7 @@ import select
 import time
 from _heapq import heappop, heappush  # the C module: heapq.py adds only import time
 
-from roost import console
+from roost.kernel import console
 
 TYPE_CHECKING = False  # `typing` costs milliseconds at start-up; mypy reads this flag
 
@@ -67,7 +67,7 @@ class Loop:
         self._wake_r = -1
         # Fds unwatched while a batch of events is dispatched: a later event of the
         # batch for the same number belongs to the closed fd, not to a new one that
-        # took its number.
+        # took its number (docs/DESIGN.md, "Descriptor reuse").
         self._stale: set[int] = set()
         self.polls = 0
 
@@ -86,7 +86,12 @@ class Loop:
         self._epoll.modify(fd, events)
 
     def unwatch(self, fd: int) -> None:
-        """Stop watching `fd` (before closing it)."""
+        """Stop watching `fd`; call it before closing `fd`, never after.
+
+        epoll watches the open file, not the number: closed while a forked child
+        holds a copy, the entry would live on and report under a reused number
+        (docs/DESIGN.md, "Descriptor reuse").
+        """
         if self._handlers.pop(fd, None) is not None:
             self._stale.add(fd)
             try:

@@ -58,7 +58,7 @@ def debug(message: str) -> None:
 def error_trace(context: str) -> None:
     """Report the exception being handled, with its traceback; never raises."""
     try:
-        import traceback  # noqa: PLC0415 - only paid for when something went wrong
+        import traceback  # noqa: PLC0415 - lazy (memory): only when something went wrong
 
         say(f"error in {context}:\n{traceback.format_exc().rstrip()}")
     except BaseException:  # noqa: BLE001 - reporting must not become the failure

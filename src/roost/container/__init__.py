@@ -1,0 +1,1 @@
+"""`roost run`: PID 1 of a container."""

@@ -1,0 +1,162 @@
+"""The command line of `roost run`, parsed by hand.
+
+`argparse` alone costs more than the interpreter's start-up, and this path is
+timed on every container start (docs/DESIGN.md, "import cost").
+"""
+
+from __future__ import annotations
+
+from roost.container.init import FORWARDED
+from roost.core import sigs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+USAGE = """\
+usage: roost run [options] -- COMMAND [ARG...]
+
+Run COMMAND as the main process of a container: forward signals to it, reap
+every orphan, exit with its status (128+N if signal N killed it).
+
+options:
+  -v, --verbose          log each forwarded signal and each reaped process
+  -g, --group            forward signals to COMMAND's process group
+  --signal-map MAP       rewrite forwarded signals: TERM:QUIT,USR1:0 (0 drops)
+  --grace SECONDS        wait this long for processes to exit after TERM (5)
+  --remap-exit N:M[,..]  exit with M when COMMAND's status is N
+  -c, --config DIR       also supervise the services in DIR (sidecars)
+  --after SERVICE        start COMMAND once SERVICE is ready (repeatable)
+  --control ADDR         control socket for the sidecars (path or @abstract)
+"""
+
+class UsageError(Exception):
+    """A bad command line; the message says what is wrong."""
+
+
+class RunOptions:
+    """The parsed command line of `roost run`."""
+
+    __slots__ = ("after", "command", "config", "control", "grace", "group", "remap",
+                 "signal_map", "verbose")
+
+    def __init__(self) -> None:
+        self.verbose = False
+        self.group = False
+        self.signal_map: dict[int, int] = {}
+        self.grace = 5.0
+        self.remap: dict[int, int] = {}
+        self.config: str | None = None
+        self.after: list[str] = []
+        self.control: str | None = None
+        self.command: list[str] = []
+
+
+# The longest grace accepted (11.6 days): no container stops that slowly, and a
+# bound keeps the deadline a real instant.
+MAX_GRACE = 1_000_000.0
+
+# Options that take no value, by their one-letter names (they may be bundled: -vg).
+_FLAGS = "vgh"
+
+
+def _pairs(text: str, parse: Callable[[str], int]) -> list[tuple[int, int]]:
+    pairs = []
+    for item in text.split(","):
+        left, sep, right = item.partition(":")
+        if not sep:
+            raise UsageError(f"expected FROM:TO, got {item!r}")
+        pairs.append((parse(left), parse(right)))
+    return pairs
+
+
+def _code(text: str) -> int:
+    digits = text.strip()
+    # ASCII only: str.isdigit() also accepts characters like "²" that int() refuses.
+    if not (digits.isascii() and digits.isdigit()) or int(digits) > 255:
+        raise UsageError(f"--remap-exit: not an exit status (0-255): {text!r}")
+    return int(text)
+
+
+def _signal_number(text: str) -> int:
+    try:
+        return sigs.number(text)
+    except ValueError as exc:
+        raise UsageError(f"--signal-map: {exc}") from None
+
+
+def _signal_map(text: str) -> list[tuple[int, int]]:
+    pairs = _pairs(text, _signal_number)
+    for source, _ in pairs:
+        if source not in FORWARDED:
+            what = sigs.name(source) if source else "0"
+            raise UsageError(f"--signal-map: {what} is never forwarded, so cannot be mapped")
+    return pairs
+
+
+def _grace(text: str) -> float:
+    try:
+        grace = float(text)
+    except ValueError:
+        raise UsageError(f"--grace: not a number of seconds: {text!r}") from None
+    # Also refuses NaN and infinity: the deadline must be a real instant.
+    if not 0 <= grace <= MAX_GRACE:
+        raise UsageError(f"--grace: must be from 0 to {MAX_GRACE:g} seconds, got {text!r}")
+    return grace
+
+
+def parse(args: list[str]) -> RunOptions:
+    """Parse `roost run` arguments; raise UsageError with a one-line reason."""
+    opts = RunOptions()
+    args = list(args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            opts.command = args[i:]
+            break
+        if not arg.startswith("-") or arg == "-":
+            opts.command = args[i - 1 :]
+            break
+        if arg[1] != "-" and len(arg) > 2 and all(c in _FLAGS for c in arg[1:]):
+            args[i:i] = [f"-{c}" for c in arg[2:]]
+            arg = arg[:2]
+        name, eq, inline = arg.partition("=")
+        if eq and name in ("-v", "--verbose", "-g", "--group", "-h", "--help"):
+            raise UsageError(f"{name} takes no value")
+
+        def value(name: str = name, eq: str = eq, inline: str = inline) -> str:
+            nonlocal i
+            if eq:
+                return inline
+            if i >= len(args):
+                raise UsageError(f"{name} needs a value")
+            i += 1
+            return args[i - 1]
+
+        if name in ("-v", "--verbose"):
+            opts.verbose = True
+        elif name in ("-g", "--group"):
+            opts.group = True
+        elif name == "--signal-map":
+            opts.signal_map.update(_signal_map(value()))
+        elif name == "--grace":
+            opts.grace = _grace(value())
+        elif name == "--remap-exit":
+            opts.remap.update(_pairs(value(), _code))
+        elif name in ("-c", "--config"):
+            opts.config = value()
+        elif name == "--after":
+            opts.after.append(value())
+        elif name == "--control":
+            opts.control = value()
+        elif name in ("-h", "--help"):
+            raise UsageError("")
+        else:
+            raise UsageError(f"unknown option {arg}")
+    if not opts.command:
+        raise UsageError("no command given")
+    if opts.after and opts.config is None:
+        raise UsageError("--after needs -c DIR")
+    return opts

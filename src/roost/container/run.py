@@ -1,0 +1,106 @@
+"""`roost run -- CMD`: the composition root of the container role.
+
+It opens what the child is owed before roost opens anything (stdio, the
+socket-activation fds), builds the reactor and the reaper, and runs the init
+(init.py) alone, or with the sidecar services of `-c DIR` (sidecars.py).
+
+This path is timed on every container start, so it imports only the reactor,
+the reaper and the spawner (tests/ns/test_run_startup.py holds it to that).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from roost.container.init import HANDLED, IGNORED, ContainerInit
+from roost.container.options import USAGE, UsageError, parse
+from roost.kernel import console
+from roost.kernel.loop import Loop
+from roost.kernel.reaper import Reaper
+from roost.kernel.spawn import SpawnError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _open_stdio() -> None:
+    """Put /dev/null on a closed fd 0, 1 or 2, before roost opens anything of its own.
+
+    Otherwise roost's epoll or signal pipe would take the number, and the child would
+    inherit it as its stdin, stdout or stderr.
+    """
+    for fd in (0, 1, 2):
+        if not _is_open(fd):
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+
+
+def _listen_fds(env: Mapping[str, str]) -> list[int]:
+    """The socket-activation fds passed to roost itself (LISTEN_PID is roost's PID), if open.
+
+    Call it before roost opens any descriptor, or it would count roost's own.
+    """
+    if env.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    try:
+        count = int(env.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return []
+    # Bounded: a nonsense count must not make roost probe a million descriptors.
+    return [fd for fd in range(3, 3 + max(0, min(count, 4096))) if _is_open(fd)]
+
+
+def _become_subreaper() -> None:
+    try:
+        from roost.kernel import linux  # noqa: PLC0415 - lazy (start-up): not needed as PID 1
+
+        linux.set_child_subreaper()
+    except OSError as exc:
+        console.say(f"warning: cannot become a child subreaper ({exc.strerror}); "
+                    "orphans will not come back to roost")
+
+
+def main(args: list[str]) -> int:
+    """Run `roost run`; return the exit status roost should exit with."""
+    try:
+        opts = parse(args)
+    except UsageError as exc:
+        if str(exc):
+            sys.stderr.write(f"roost run: {exc}\n{USAGE}")
+            return 2
+        sys.stdout.write(USAGE)
+        return 0
+    console.configure(verbose=opts.verbose)
+    _open_stdio()
+    listen = _listen_fds(os.environ)
+    if os.getpid() != 1:
+        _become_subreaper()
+    loop = Loop()
+    reaper = Reaper()
+    init = ContainerInit(opts, loop, reaper)
+    init.listen_fds = listen
+    if console.verbose():  # else an orphan is only reaped: a storm builds nothing per exit
+        reaper.on_orphan = init.on_orphan
+    if opts.config is not None:
+        from roost.container import sidecars  # noqa: PLC0415 - lazy (start-up): `-c` only
+
+        return sidecars.run(opts, loop, reaper, init)
+    loop.handle_signals(HANDLED, init.on_signal, ignore=IGNORED)
+    try:
+        init.start()
+    except SpawnError as exc:
+        console.say(str(exc))
+        return opts.remap.get(exc.exit_code, exc.exit_code)
+    os.chdir("/")
+    loop.run()
+    assert init.exit_code is not None
+    return init.exit_code

@@ -1,0 +1,337 @@
+"""Dependency order: which service may start or stop now, and what is settled.
+
+Every service's machine lives here, with the graph between them. Requests (start,
+stop, restart) change what is wanted; then each machine is moved as soon as its
+turn comes, and each move wakes the services that were waiting on it. Nothing
+here touches a process: every call returns the moves to carry out, as
+(service, action) pairs in order, and a Changed move wherever a machine left a
+state (the supervisor announces it there).
+
+The rules, one sentence of docs/supervisor.md each (tests/unit/test_order.py
+checks them against random graphs and random process behaviour):
+
+- A service starts only once every service it requires is ready (up, or done for
+  a oneshot), and once everything it wants has settled: not starting or stopping,
+  and not about to start. A wanted service that is up, failed, down by choice, or
+  held by a failed requirement of its own does not hold it back.
+- Starting a service starts what it requires, transitively; a failed requirement
+  is retried.
+- Stopping a service stops everything that requires it, transitively; a service
+  stops only after everything ordered after it (requires or wants) that stops too
+  has stopped.
+- When a requirement fails, what requires it is held: stopped if it runs, still
+  wanted, started again once the requirement is up.
+- A restart stops the service and every running service that requires it; they
+  all start again once every one of them is down.
+
+A change wakes its neighbours through a work list, not by recursion: a chain of a
+thousand services settles in one call without growing the stack.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from roost.core import graph
+from roost.core.machine import (
+    BACKOFF,
+    DOWN,
+    FAILED,
+    READY,
+    RUNNING,
+    STARTING,
+    STOPPING,
+    UP,
+    Machine,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from roost.core.machine import Action
+    from roost.core.model import ServiceConfig
+
+
+class Changed:
+    """The service left state `before`; its machine holds the new one."""
+
+    __slots__ = ("before",)
+
+    def __init__(self, before: str):
+        self.before = before
+
+    def __repr__(self) -> str:
+        return f"Changed({self.before!r})"
+
+
+Move = tuple[str, "Action | Changed"]
+
+
+class Order:
+    """Every service's machine, and the dependency order that decides when each may move."""
+
+    def __init__(self, configs: Iterable[ServiceConfig], now: float,
+                 rng: Callable[[], float]):
+        self._rng = rng
+        self.machines: dict[str, Machine] = {}
+        # The state each machine was in when its last change was settled.
+        self._seen: dict[str, str] = {}
+        # How many services are starting, up or stopping, as last settled: "all down"
+        # is asked after every change during a shutdown, so it must not walk them all.
+        self.running = 0
+        # Groups restarted together: each starts again once all of it is down.
+        self._restarts: list[set[str]] = []
+        self._queue: deque[str] = deque()
+        self._queued: set[str] = set()
+        self._graph: _Graph | None = None
+        for config in configs:
+            self.add(config, now)
+
+    # -- the configuration -----------------------------------------------------------
+
+    def add(self, config: ServiceConfig, now: float) -> Machine:
+        """A new service, down and not wanted."""
+        machine = Machine(config, now, self._rng)
+        self.machines[config.name] = machine
+        self._seen[config.name] = machine.state
+        self._graph = None
+        return machine
+
+    def remove(self, name: str) -> None:
+        """Forget a service (stopped first: see settled_down)."""
+        del self.machines[name]
+        if self._seen.pop(name) in RUNNING:
+            self.running -= 1
+        self._graph = None
+
+    def reconfigure(self, config: ServiceConfig) -> None:
+        """A service's definition changed; the graph follows it."""
+        self.machines[config.name].reconfigure(config)
+        self._graph = None
+
+    @property
+    def _edges(self) -> _Graph:
+        if self._graph is None:
+            self._graph = _Graph({n: m.config for n, m in self.machines.items()})
+        return self._graph
+
+    # -- requests --------------------------------------------------------------------
+
+    def start_all(self, now: float) -> list[Move]:
+        """Want every autostart service up."""
+        return self.start([n for n, m in self.machines.items() if m.config.autostart], now,
+                          explicit=False)
+
+    def start(self, names: Iterable[str], now: float, explicit: bool = True) -> list[Move]:
+        """Want `names` and what they require up; each starts as soon as its turn comes.
+
+        `explicit`: the names were asked for by name, so a finished oneshot among them
+        runs again and a failure's count is forgotten (a failed requirement is always
+        retried).
+        """
+        names = list(names)
+        asked = set(names)
+        targets = graph.closure(names, self._edges.requires)
+        for name in targets:
+            self.machines[name].want_up(now, fresh=explicit and name in asked)
+        moves: list[Move] = []
+        self._enqueue(sorted(targets))
+        self._run(now, moves)
+        return moves
+
+    def stop(self, names: Iterable[str], now: float, reason: str = "stopped") -> list[Move]:
+        """Want `names` and everything that requires them down; they stop in reverse order."""
+        targets: set[str] = set()
+        for name in names:
+            targets |= {name} | self.requirers(name)
+        moves: list[Move] = []
+        # Every want changes before any machine moves: a move wakes its neighbours,
+        # which must already see the whole request.
+        for name in sorted(targets):
+            moves.extend((name, a) for a in self.machines[name].want_down(now, reason))
+        for name in sorted(targets):
+            self._settle(name, now, moves)
+        self._enqueue(sorted(targets))
+        self._run(now, moves)
+        return moves
+
+    def stop_all(self, now: float, reason: str = "shutting down") -> list[Move]:
+        """Want every service down."""
+        return self.stop(list(self.machines), now, reason)
+
+    def restart(self, names: Iterable[str], now: float) -> list[Move]:
+        """Stop `names` (and what runs requiring them), then start them all again."""
+        names = list(names)
+        group = set(names)
+        for name in names:
+            group |= {n for n in self.requirers(name) if self.machines[n].state in RUNNING}
+        if group == set(names):
+            moves: list[Move] = []
+            for name in names:
+                machine = self.machines[name]
+                if machine.state in (STARTING, UP):
+                    self._move(name, machine.restart(now), now, moves)
+                    self._run(now, moves)
+                else:
+                    moves += self.start([name], now)
+            return moves
+        moves = self.stop(group, now, reason="restarting")
+        self._restarts.append(group)
+        self._run(now, moves)
+        return moves
+
+    # -- what the machines did ----------------------------------------------------------
+
+    def settle(self, name: str, actions: list[Action], now: float) -> list[Move]:
+        """A machine moved by an event of its own: its actions, then what its move allows."""
+        moves: list[Move] = [(name, a) for a in actions]
+        if name in self.machines:
+            self._settle(name, now, moves)
+            self._run(now, moves)
+        return moves
+
+    # -- the rules -----------------------------------------------------------------------
+
+    def requirers(self, name: str) -> set[str]:
+        """Services that require `name`, transitively."""
+        return graph.closure([name], self._edges.requiring) - {name}
+
+    def blocked(self, name: str) -> bool:
+        """True if something `name` requires, directly or further down, has failed."""
+        return any(self.machines[dep].state == FAILED
+                   for dep in graph.closure([name], self._edges.requires) - {name})
+
+    def why_not_start(self, name: str) -> str | None:
+        """None if wanted `name` may start now, else what it waits for."""
+        config = self.machines[name].config
+        for dep in config.requires:
+            other = self.machines[dep]
+            if other.state == FAILED:
+                return f"requirement {dep} failed"
+            if other.state not in READY:
+                return f"waiting for {dep}"
+        for dep in config.wants:
+            other = self.machines[dep]
+            if other.state in (STARTING, STOPPING) or (
+                    other.want and other.state == DOWN and not self.blocked(dep)):
+                return f"waiting for {dep}"
+        return None
+
+    def why_not_stop(self, name: str) -> str | None:
+        """None if unwanted `name` may stop now, else what it waits for."""
+        for dependent in sorted(self._edges.dependents.get(name, ())):
+            other = self.machines.get(dependent)
+            # Only a dependent that is itself on its way down holds this one up.
+            if other is not None and not other.want and other.state in RUNNING:
+                return f"waiting for {dependent} to stop"
+        return None
+
+    def settled_up(self, names: Iterable[str]) -> bool:
+        """True once each of `names` got as far up as it will: a start has nothing left to do."""
+        for name in names:
+            machine = self.machines[name]
+            # Not wanted (yet): a restart still waiting for what requires it to stop first.
+            if not machine.want or machine.state in (STARTING, STOPPING, BACKOFF):
+                return False
+            if machine.state == DOWN and not self.blocked(name):
+                return False
+        return True
+
+    def settled_down(self, names: Iterable[str]) -> bool:
+        """True once none of `names` (that still exist) has a process."""
+        return all(self.machines[n].state not in RUNNING for n in names if n in self.machines)
+
+    def ready_or_failed(self, names: Iterable[str]) -> bool:
+        """True once each of `names` is ready or has failed: waiting on them is over."""
+        return all(self.machines[n].state in READY or self.machines[n].state == FAILED
+                   for n in names)
+
+    def all_down(self) -> bool:
+        """True when no service has a process (as of the last settled change)."""
+        return self.running == 0
+
+    # -- moving ------------------------------------------------------------------------
+
+    def _enqueue(self, names: Iterable[str]) -> None:
+        for name in names:
+            if name not in self._queued:
+                self._queued.add(name)
+                self._queue.append(name)
+
+    def _run(self, now: float, moves: list[Move]) -> None:
+        """Move each queued service toward what is wanted of it, if its turn has come."""
+        while self._queue:
+            name = self._queue.popleft()
+            self._queued.discard(name)
+            machine = self.machines.get(name)
+            if machine is None:
+                continue
+            if machine.want:
+                if machine.state != DOWN:
+                    continue
+                why = self.why_not_start(name)
+                if why is None:
+                    self._move(name, machine.start(now), now, moves)
+                else:
+                    machine.wait_for(now, why)
+            elif machine.state in (STARTING, UP):
+                why = self.why_not_stop(name)
+                if why is None:
+                    self._move(name, machine.stop(now), now, moves)
+                else:
+                    machine.wait_for(now, why)
+        self._restart_due(now, moves)
+
+    def _move(self, name: str, actions: list[Action], now: float, moves: list[Move]) -> None:
+        moves.extend((name, a) for a in actions)
+        self._settle(name, now, moves)
+
+    def _settle(self, name: str, now: float, moves: list[Move]) -> None:
+        """Notice a machine's change once, and queue whoever waits on it."""
+        machine = self.machines[name]
+        before = self._seen[name]
+        if machine.state == before:
+            return
+        self._seen[name] = machine.state
+        self.running += (machine.state in RUNNING) - (before in RUNNING)
+        moves.append((name, Changed(before)))
+        edges = self._edges
+        # Dependents may now start; or, when it stopped, what it was ordered after may stop.
+        self._enqueue(sorted(edges.dependents.get(name, ())))
+        self._enqueue(machine.config.after)
+        if machine.state == DOWN and machine.want:
+            # Held, or asked up again while it stopped: its own turn may have come.
+            self._enqueue([name])
+        if machine.state == FAILED:
+            held = self.requirers(name)
+            for dependent in sorted(held):
+                other = self.machines[dependent]
+                if other.want:
+                    self._move(dependent, other.hold(now, f"requirement {name} failed"), now,
+                               moves)
+            # A service that only wants one of these, which now cannot start, need wait
+            # no longer.
+            held.add(name)
+            self._enqueue(sorted({d for n in held for d in edges.dependents.get(n, ())}))
+
+    def _restart_due(self, now: float, moves: list[Move]) -> None:
+        if not self._restarts:
+            return
+        due = [group for group in self._restarts if self.settled_down(group)]
+        if not due:
+            return
+        self._restarts = [group for group in self._restarts if group not in due]
+        for group in due:
+            moves += self.start([n for n in group if n in self.machines], now)
+
+
+class _Graph:
+    """The edges of a configuration, inverted and cached until it changes."""
+
+    __slots__ = ("dependents", "requires", "requiring")
+
+    def __init__(self, configs: dict[str, ServiceConfig]):
+        self.requires = {name: c.requires for name, c in configs.items()}
+        self.dependents = graph.dependents({name: c.after for name, c in configs.items()})
+        self.requiring = graph.dependents(self.requires)

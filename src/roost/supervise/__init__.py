@@ -1,0 +1,1 @@
+"""Supervision: services as processes, driven by the pure core; `roost up`."""

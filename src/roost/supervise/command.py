@@ -1,0 +1,45 @@
+"""What a service's process starts with: command line, account, environment, descriptors."""
+
+from __future__ import annotations
+
+from roost.kernel import accounts
+from roost.kernel.spawn import Command
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from roost.core.model import ServiceConfig
+
+# Variables a service must not inherit from roost's own environment: they were
+# addressed to roost.
+PRIVATE_ENV = frozenset({"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
+                         "ROOST_CONTROL"})
+
+
+def inherited(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of roost's environment every service starts from."""
+    return {k: v for k, v in environ.items() if k not in PRIVATE_ENV}
+
+
+def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fd: int,
+          ready_fd: int | None = None, notify_socket: str | None = None,
+          pdeathsig: int = 0, nofile: tuple[int, int] | None = None,
+          cgroup: str | None = None) -> Command:
+    """The Command for one start of a service; raise UnknownAccount for a user that is gone.
+
+    `ready_fd` is roost's end of the notification pipe, put at the number
+    `ready = "fd:N"` names; `notify_socket` the address for $NOTIFY_SOCKET.
+    """
+    account = accounts.resolve(config.user, config.group)
+    env = dict(base_env)
+    env.update(account.env)
+    env.update(config.environment)
+    if notify_socket is not None:
+        env["NOTIFY_SOCKET"] = notify_socket
+    fds = {1: log_fd, 2: log_fd}
+    if ready_fd is not None and config.ready_fd is not None:
+        fds[config.ready_fd] = ready_fd
+    return Command(config.argv, env=env, cwd=config.working_directory, umask=config.umask,
+                   uid=account.uid, gid=account.gid, groups=account.groups, fds=fds,
+                   pdeathsig=pdeathsig, nofile=nofile, cgroup=cgroup)

@@ -1,0 +1,396 @@
+"""The supervisor: the pure core's moves carried out as processes, signals and timers.
+
+Every rule lives in the core: each service's machine (core/machine.py) and the
+order between them (core/order.py) turn requests and events into moves. This
+module is the other half. It carries the moves out (spawn, signal, arm a timer,
+find a forking daemon, announce a change) and turns what the system reports (an
+exit, readiness, a timer, a service that emptied) into the machine's events.
+
+Its edge is what it is given: the reactor, the reaper, the tracker and the
+spawner. A test gives it fakes and drives a whole configuration in memory
+(tests/unit/test_supervisor.py).
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+
+from roost.core import machine, model, sigs
+from roost.core.exits import ExitStatus
+from roost.core.order import Changed, Order
+from roost.kernel import accounts, chance, console
+from roost.kernel.loop import READ
+from roost.kernel.spawn import SpawnError, spawn
+from roost.supervise import command
+from roost.supervise.forking import Daemons
+from roost.supervise.logs import LogSettings, ServiceLog
+from roost.supervise.readiness import NotificationFd, NotifySocket
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from roost.core.machine import Action, Machine
+    from roost.core.model import Config, ServiceConfig
+    from roost.core.order import Move
+    from roost.kernel.loop import Loop, Timer
+    from roost.kernel.reaper import Reaper
+    from roost.kernel.spawn import Child, Command
+    from roost.tracking import Tracker
+
+
+class Runtime:
+    """One configured service: its machine, its current process, and its pipes."""
+
+    __slots__ = ("child", "config", "exec_error", "log", "machine", "name", "notify_fd",
+                 "notify_sock", "removing", "status_text", "timers")
+
+    def __init__(self, config: ServiceConfig, machine: Machine, log: ServiceLog):
+        self.name = config.name
+        self.config = config
+        self.machine = machine
+        self.log = log
+        self.child: Child | None = None
+        self.exec_error: str | None = None
+        self.timers: dict[str, Timer] = {}
+        self.notify_fd: NotificationFd | None = None
+        self.notify_sock: NotifySocket | None = None
+        self.removing = False
+        self.status_text = ""
+
+
+class Supervisor:
+    """Every service of a configuration, supervised in one reactor."""
+
+    def __init__(self, config: Config, loop: Loop, reaper: Reaper, logs: LogSettings,
+                 tracker: Tracker, *, pdeathsig: int = 0,
+                 nofile: tuple[int, int] | None = None,
+                 spawner: Callable[[Command], Child] = spawn,
+                 environ: dict[str, str] | None = None):
+        self.config = config
+        self.loop = loop
+        self.reaper = reaper
+        self.log_settings = logs
+        self.tracker = tracker
+        self.pdeathsig = pdeathsig
+        self.nofile = nofile
+        self._spawner = spawner
+        self._base_env = command.inherited(os.environ if environ is None else environ)
+        self.order = Order((), loop.now(), chance.uniform)
+        self.services: dict[str, Runtime] = {}
+        self.daemons = Daemons(loop, reaper, tracker, event=self._event, gone=self._gone)
+        self._waiters: list[tuple[Callable[[], bool], Callable[[], None]]] = []
+        for svc in config.services.values():
+            self._add(svc)
+
+    # -- configuration ---------------------------------------------------------
+
+    def _add(self, config: ServiceConfig) -> Runtime:
+        log = ServiceLog(config.name, self.log_settings)
+        log.attach(self.loop)
+        rt = Runtime(config, self.order.add(config, self.loop.now()), log)
+        if config.type == "notify":
+            self._open_notify_socket(rt)
+        self.services[config.name] = rt
+        return rt
+
+    def _open_notify_socket(self, rt: Runtime) -> None:
+        def message(pid: int, uid: int, fields: dict[str, str]) -> None:
+            self._notify_message(rt, pid, uid, fields)
+
+        rt.notify_sock = NotifySocket(self.loop, rt.name, message)
+
+    # -- requests ----------------------------------------------------------------
+
+    def start_all(self) -> None:
+        """Start every service marked autostart, in dependency order."""
+        self._apply(self.order.start_all(self.loop.now()))
+
+    def start(self, names: Iterable[str]) -> None:
+        """Want `names` and what they require up; start each as soon as its turn comes."""
+        self._apply(self.order.start(names, self.loop.now()))
+
+    def stop(self, names: Iterable[str], reason: str = "stopped") -> None:
+        """Want `names` and everything that requires them down; stop in reverse order."""
+        self._apply(self.order.stop(names, self.loop.now(), reason))
+
+    def restart(self, names: Iterable[str]) -> None:
+        """Stop `names` (and what requires them, if running), then start them all again."""
+        self._apply(self.order.restart(names, self.loop.now()))
+
+    def stop_all(self, then: Callable[[], None] | None = None) -> None:
+        """Stop every service in reverse dependency order; call `then` when all are down."""
+        self._apply(self.order.stop_all(self.loop.now()))
+        if then is not None:
+            self.when(self.order.all_down, then)
+
+    def send_signal(self, name: str, signum: int) -> bool:
+        """Send `signum` to a service's main process; False if it has none."""
+        rt = self.services[name]
+        if rt.child is not None:
+            return rt.child.signal(signum)
+        return self.tracker.signal_main(name, signum)
+
+    def when(self, condition: Callable[[], bool], callback: Callable[[], None]) -> None:
+        """Call `callback` once `condition()` holds (checked after every batch of moves)."""
+        if condition():
+            callback()
+        else:
+            self._waiters.append((condition, callback))
+
+    # -- reload --------------------------------------------------------------------
+
+    def reload(self, new: Config) -> dict[str, list[str]]:
+        """Apply a validated configuration: add, remove and restart only what changed."""
+        old = {name: rt.config for name, rt in self.services.items() if not rt.removing}
+        added, removed, changed = model.changes(old, new.services)
+        self.config = new
+        for name in removed:
+            self._retire(self.services[name])
+        restart: list[str] = []
+        for name in changed:
+            rt = self.services[name]
+            cfg = new.services[name]
+            was_running = rt.machine.state in (*machine.RUNNING, machine.BACKOFF)
+            rt.config = cfg
+            self.order.reconfigure(cfg)
+            if cfg.type == "notify" and rt.notify_sock is None:
+                self._open_notify_socket(rt)
+            if was_running:
+                restart.append(name)
+        for name in added:
+            self._add(new.services[name])
+        if restart:
+            self.restart(restart)
+        self._apply(self.order.start([n for n in added if new.services[n].autostart],
+                                     self.loop.now(), explicit=False))
+        return {"added": added, "removed": removed, "changed": changed}
+
+    def _retire(self, rt: Runtime) -> None:
+        """Stop a service that left the configuration, then forget it."""
+        rt.removing = True
+        self.stop([rt.name], reason="removed from the configuration")
+        self.when(lambda: self.order.settled_down([rt.name]), lambda: self._remove(rt))
+
+    def _remove(self, rt: Runtime) -> None:
+        if self.services.get(rt.name) is not rt:
+            return
+        for timer in rt.timers.values():
+            timer.cancel()
+        rt.log.close(self.loop)
+        if rt.notify_sock is not None:
+            rt.notify_sock.close()
+        self.tracker.forget(rt.name)
+        self.daemons.forget(rt.name)
+        self.order.remove(rt.name)
+        del self.services[rt.name]
+        console.say(f"{rt.name}: removed")
+
+    # -- carrying out moves ----------------------------------------------------------
+
+    def _event(self, rt: Runtime, actions: list[Action]) -> None:
+        """A machine event's actions: carry them out, with whatever they let the order do."""
+        self._apply(self.order.settle(rt.name, actions, self.loop.now()))
+
+    def _apply(self, moves: list[Move]) -> None:
+        for name, action in moves:
+            rt = self.services.get(name)
+            if rt is None:
+                continue
+            if isinstance(action, Changed):
+                self._announce(rt)
+            elif isinstance(action, machine.Spawn):
+                self._spawn(rt)
+            elif isinstance(action, machine.Kill):
+                self._kill(rt, action.signal)
+            elif isinstance(action, machine.Arm):
+                self._arm(rt, action.name, action.delay)
+            elif isinstance(action, machine.Disarm):
+                timer = rt.timers.pop(action.name, None)
+                if timer is not None:
+                    timer.cancel()
+            elif isinstance(action, machine.FindMain):
+                self.daemons.find_main(rt)
+        if self._waiters:
+            waiting, self._waiters = self._waiters, []
+            for condition, callback in waiting:
+                if condition():
+                    callback()
+                else:
+                    self._waiters.append((condition, callback))
+
+    def _announce(self, rt: Runtime) -> None:
+        m = rt.machine
+        text = m.state
+        if m.state == machine.UP and m.pid:
+            text += f" (pid {m.pid})"
+        if m.reason:
+            text += f": {m.reason}"
+        console.say(f"{rt.name}: {text}")
+
+    def _arm(self, rt: Runtime, name: str, delay: float) -> None:
+        old = rt.timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+
+        def fire() -> None:
+            rt.timers.pop(name, None)
+            self._event(rt, rt.machine.timer(name, self.loop.now()))
+
+        rt.timers[name] = self.loop.call_later(delay, fire)
+
+    def _spawn(self, rt: Runtime) -> None:
+        cfg = rt.config
+        rt.exec_error = None
+        now = self.loop.now()
+        ready_fd = None
+        if cfg.ready_fd is not None:
+            self._close_notify_fd(rt)
+            rt.notify_fd = NotificationFd(self.loop, lambda: self._ready(rt))
+            ready_fd = rt.notify_fd.write_fd
+        try:
+            cmd = command.build(
+                cfg, self._base_env, log_fd=rt.log.write_fd, ready_fd=ready_fd,
+                notify_socket=rt.notify_sock.address if rt.notify_sock is not None else None,
+                pdeathsig=self.pdeathsig, nofile=self.nofile)
+            cmd.cgroup = self.tracker.placement(cfg)
+        except (OSError, ValueError) as exc:
+            self._close_notify_fd(rt)
+            self._event(rt, rt.machine.spawn_failed(f"cannot start: {exc}", now))
+            return
+        self.daemons.before_spawn(rt)
+        try:
+            child = self._spawner(cmd)
+        except SpawnError as exc:
+            self._close_notify_fd(rt)
+            self._event(rt, rt.machine.spawn_failed(str(exc), now))
+            return
+        except OSError as exc:
+            self._close_notify_fd(rt)
+            self._event(rt, rt.machine.spawn_failed(f"cannot start: {exc.strerror}", now))
+            return
+        if rt.notify_fd is not None:
+            rt.notify_fd.spawned()
+        rt.child = child
+        self.tracker.unwatch_main(rt.name)
+        self.tracker.started(rt.name, child.pid, forking=cfg.type == "forking")
+        self.reaper.watch(child.pid, lambda pid, status: self._exited(rt, child, status))
+        self.loop.watch(child.exec_fd, READ, lambda _ev: self._exec_report(rt, child))
+        self._event(rt, rt.machine.spawned(child.pid, now))
+        console.debug(f"{cfg.name}: spawned {child.pid}")
+
+    def _close_notify_fd(self, rt: Runtime) -> None:
+        if rt.notify_fd is not None:
+            rt.notify_fd.close()
+            rt.notify_fd = None
+
+    def _kill(self, rt: Runtime, signum: int) -> None:
+        # Every member, through pidfds verified after opening: a recycled PID is never hit.
+        self.tracker.signal_all(rt.name, signum)
+        if signum not in (_signal.SIGKILL, _signal.SIGCONT):
+            # A stopped process would keep the signal pending forever.
+            self.tracker.signal_all(rt.name, _signal.SIGCONT)
+        if rt.machine.state == machine.STOPPING and rt.child is None \
+                and self.tracker.main_of(rt.name) is None:
+            # No main process left whose exit would end the stop: its last process will.
+            self.tracker.when_empty(rt.name, lambda: self._gone(rt))
+        console.debug(f"{rt.name}: sent {sigs.name(signum)}")
+
+    # -- what the system reports -------------------------------------------------------
+
+    def _exec_report(self, rt: Runtime, child: Child) -> None:
+        fd = child.exec_fd
+        # Unwatched before exec_result() closes it (docs/DESIGN.md, "Descriptor reuse").
+        self.loop.unwatch(fd)
+        known, error = child.exec_result()
+        if not known:
+            self.loop.watch(fd, READ, lambda _ev: self._exec_report(rt, child))
+            return
+        if error is not None:
+            rt.exec_error = error
+        elif rt.child is child:
+            self._event(rt, rt.machine.exec_done(self.loop.now()))
+
+    def _ready(self, rt: Runtime) -> None:
+        self._event(rt, rt.machine.ready(self.loop.now()))
+
+    def _notify_message(self, rt: Runtime, pid: int, uid: int, fields: dict[str, str]) -> None:
+        member = rt.child is not None and (pid == rt.child.pid
+                                           or self.tracker.belongs(rt.name, pid))
+        if not member and uid not in (0, _uid_of(rt.config.user)):
+            console.say(f"{rt.name}: ignored a notification from pid {pid} (uid {uid}): "
+                        "not a process of the service")
+            return
+        if "STATUS" in fields:
+            rt.status_text = fields["STATUS"]
+        if fields.get("READY") == "1":
+            self._ready(rt)
+
+    def _exited(self, rt: Runtime, child: Child, status: ExitStatus) -> None:
+        if child.exec_fd >= 0:
+            self.loop.unwatch(child.exec_fd)  # before it is closed: see _exec_report
+            known, error = child.exec_result()
+            if known and error:
+                rt.exec_error = error
+        child.close()
+        if rt.child is child:
+            rt.child = None
+        self._close_notify_fd(rt)
+        self.tracker.exited(rt.name, child.pid)
+        leftovers = bool(self.tracker.members(rt.name))
+        if not leftovers:
+            rt.log.settle()
+        now = self.loop.now()
+        if rt.exec_error is not None and not leftovers:
+            # The command never ran: a failure to start, not a crash to restart.
+            self._event(rt, rt.machine.spawn_failed(f"cannot start: {rt.exec_error}", now))
+        else:
+            detail = f"{status.describe()}: {rt.exec_error}" if rt.exec_error else None
+            self._event(rt, rt.machine.exited(status, now, leftovers, detail))
+        if leftovers and rt.machine.state == machine.STOPPING:
+            self.tracker.when_empty(rt.name, lambda: self._gone(rt))
+
+    def _gone(self, rt: Runtime) -> None:
+        m = rt.machine
+        rt.log.settle()
+        if m.pid is not None and rt.child is None and self.tracker.main_of(rt.name) is None:
+            # The main process went with everything else, its exit unseen: all is gone.
+            self._event(rt, m.exited(ExitStatus(), self.loop.now(), False,
+                                     f"main process {m.pid} is gone"))
+            return
+        self._event(rt, m.gone(self.loop.now()))
+
+    # -- reporting -----------------------------------------------------------------
+
+    def status(self, names: Iterable[str] | None = None) -> list[dict[str, object]]:
+        """One record per service: name, state, pid, uptime, restarts, last exit, reason."""
+        now = self.loop.now()
+        chosen = list(names) if names else list(self.services)
+        records: list[dict[str, object]] = []
+        for name in chosen:
+            rt = self.services[name]
+            m = rt.machine
+            records.append({
+                "name": name,
+                "state": m.state,
+                "pid": m.pid,
+                "type": rt.config.type,
+                "since": round(now - m.since, 3),
+                "uptime": round(now - m.up_since, 3) if m.state == machine.UP and m.up_since
+                else None,
+                "restarts": m.restarts,
+                "last_exit": m.last_exit,
+                "reason": m.reason,
+                "status": rt.status_text,
+                "want": m.want,
+                "tracking": self.tracker.means_for(name),
+            })
+        return records
+
+
+def _uid_of(user: str | None) -> int:
+    try:
+        return accounts.user_id(user)
+    except accounts.UnknownAccount:
+        return -1  # nobody's: only root and the service's own processes count

@@ -89,7 +89,9 @@ class Manager:
     def run(self) -> int:
         """Start every service and supervise until shut down; return the exit status."""
         if not self.pid1:
-            _become_subreaper()
+            from roost.kernel import linux  # noqa: PLC0415 - lazy (start-up): ctypes
+
+            linux.become_subreaper("daemons that fork away will not come back to roost")
         if self.control is None:
             self.open_control()
         self.loop.handle_signals(HANDLED_SIGNALS, self.on_signal)
@@ -179,16 +181,6 @@ def up(directory: str, *, control: str | None, log_dir: str | None, quiet: bool)
         print(f"roost: cannot listen on {address}: {exc}", file=sys.stderr)
         return 1
     return manager.run()
-
-
-def _become_subreaper() -> None:
-    try:
-        from roost.kernel import linux  # noqa: PLC0415 - lazy (start-up): ctypes
-
-        linux.set_child_subreaper()
-    except OSError as exc:
-        console.say(f"warning: cannot become a child subreaper ({exc.strerror}); "
-                    "daemons that fork away will not come back to roost")
 
 
 def _raise_nofile() -> tuple[int, int]:

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from roost import sigs
+from roost.config import check as config_check
 from roost.config import load as config_load
 from roost.config.load import ConfigInvalid, load, read
+from roost.core import sigs
 from tests.support import ROOST
 
 TRUE = ["true"]  # found on PATH, executable
@@ -317,7 +318,7 @@ def test_bad_value(tmp_path: Path, key: str, value: str, message: str) -> None:
 
 def test_every_key_has_a_bad_value_tested() -> None:
     tested = {key for key, _, _ in BAD_VALUES}
-    assert set(config_load.SERVICE_KEYS) - tested == {"command"}  # tested below
+    assert set(config_check.SERVICE_KEYS) - tested == {"command"}  # tested below
 
 
 def test_missing_command(tmp_path: Path) -> None:
@@ -567,7 +568,7 @@ def toml_literal(value: object) -> str:
 
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.dictionaries(st.sampled_from(sorted(config_load.SERVICE_KEYS)), toml_values, max_size=5))
+@given(st.dictionaries(st.sampled_from(sorted(config_check.SERVICE_KEYS)), toml_values, max_size=5))
 def test_any_value_is_accepted_or_named(tmp_path: Path, values: dict[str, object]) -> None:
     body = "".join(f"{key} = {toml_literal(value)}\n" for key, value in values.items())
     directory = tmp_path / "fuzz"
@@ -576,7 +577,7 @@ def test_any_value_is_accepted_or_named(tmp_path: Path, values: dict[str, object
     path = str(directory / "svc.toml")
     for error in errs:
         assert error.path == path
-        assert error.key in (*values, "command", None) or error.key in config_load.SERVICE_KEYS
+        assert error.key in (*values, "command", None) or error.key in config_check.SERVICE_KEYS
     assert ("svc" in config.services) == (not errs)
 
 

@@ -243,3 +243,12 @@ def test_the_cycle_finder_finds_cycles() -> None:
 def test_no_file_is_a_house_of_its_own(path: Path) -> None:
     # A file is a room with one purpose: past this size it has more than one.
     assert len(path.read_text().splitlines()) <= 450
+
+
+def test_the_source_map_names_every_file_and_only_those() -> None:
+    design = (SRC.parents[1] / "docs" / "DESIGN.md").read_text()
+    mapped = set(re.findall(r"^- `([a-z_/]+\.py)`:", design, re.MULTILINE))
+    files = {str(p.relative_to(SRC)) for p in MODULES if p.name != "__init__.py"
+             or p.parent.name == "tracking"}
+    assert files - mapped == set(), "files missing from docs/DESIGN.md's source map"
+    assert mapped - files == set(), "docs/DESIGN.md's source map names files that do not exist"

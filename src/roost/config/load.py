@@ -8,25 +8,16 @@ by reading the file's text), and the key.
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import re
 
-from roost import sigs
-from roost.config.model import (
-    RESTART_POLICIES,
-    SERVICE_TYPES,
-    Config,
-    ServiceConfig,
-    Settings,
-)
-from roost.graph import find_cycle
-from roost.spawn import find_executable
+from roost.config.check import SERVICE_KEYS, SETTINGS_KEYS, checked, known_group, known_user
+from roost.core.graph import find_cycle
+from roost.core.model import Config, ServiceConfig, Settings
+from roost.kernel.spawn import find_executable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*\Z")
@@ -58,214 +49,6 @@ class ConfigInvalid(Exception):
     def __init__(self, errors: list[ConfigError]):
         super().__init__("\n".join(str(e) for e in errors))
         self.errors = errors
-
-
-# -- value checkers: return the converted value or raise ValueError(reason) --
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_kind(value)}")
-    return value
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {_kind(value)}")
-    return value
-
-
-# The longest duration accepted: a timer further away than epoll can wait (about
-# 24.8 days) would end the reactor, and no supervision delay needs more.
-MAX_SECONDS = 1_000_000
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected a number of seconds, got {_kind(value)}")
-    if not value >= 0:  # also rejects NaN
-        raise ValueError(f"must be 0 or more, got {value}")
-    if not value <= MAX_SECONDS:
-        raise ValueError(f"must be at most {MAX_SECONDS} seconds, got {value}")
-    return float(value)
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an integer, got {_kind(value)}")
-    if value < 1:
-        raise ValueError(f"must be 1 or more, got {value}")
-    return value
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}; got {value!r}")
-        return str(value)
-
-    return check
-
-
-def _names(value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"expected a list of service names, got {_kind(value)}")
-    return list(value)
-
-
-def _signal(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"expected a signal name like TERM, got {_kind(value)}")
-    try:
-        number = sigs.number(str(value))
-    except ValueError as exc:
-        raise ValueError(str(exc)) from None
-    if number == 0 or number in sigs.UNCATCHABLE - {9}:
-        raise ValueError(f"cannot stop a service with {value!r}")
-    return number
-
-
-def _environment(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a table of NAME = value, got {_kind(value)}")
-    env = {}
-    for name, item in value.items():
-        if not name or "=" in name:
-            raise ValueError(f"bad variable name {name!r}")
-        if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise ValueError(f"{name}: expected a string, got {_kind(item)}")
-        env[name] = str(item)
-    return env
-
-
-def _umask(value: Any) -> int:
-    if isinstance(value, str) and value and all(c in "01234567" for c in value):
-        number = int(value, 8)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        raise ValueError(f"expected an octal string like \"022\", got {value!r}")
-    if not 0 <= number <= 0o777:
-        raise ValueError(f"out of range: {value!r}")
-    return number
-
-
-def _ready(value: Any) -> str:
-    if value == "exec":
-        return "exec"
-    if isinstance(value, str) and value.startswith("fd:") and value[3:].isdigit():
-        if int(value[3:]) < 3:
-            raise ValueError("the notification fd must be 3 or more (0-2 are stdio)")
-        return value
-    raise ValueError(f"expected \"exec\" or \"fd:N\", got {value!r}")
-
-
-def _account(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return str(value)
-    if isinstance(value, str) and value:
-        return value
-    raise ValueError(f"expected a name or a numeric id, got {value!r}")
-
-
-_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def _bytes(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str):
-        text = value.strip().upper().removesuffix("B").removesuffix("I")
-        number, unit = text[:-1] if text[-1:] in _SIZE_UNITS else text, text[-1:]
-        if unit not in _SIZE_UNITS:
-            unit = ""
-            number = text
-        if number.isdigit() and int(number) > 0:
-            return int(number) * _SIZE_UNITS[unit]
-    raise ValueError(f"expected a size like 512M or a number of bytes, got {value!r}")
-
-
-def _weight(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10000:
-        return value
-    raise ValueError(f"expected an integer from 1 to 10000, got {value!r}")
-
-
-def _argv(value: Any) -> list[str]:
-    if isinstance(value, str) and value.strip():
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(a, str) and a for a in value):
-        return list(value)
-    raise ValueError(f"expected a program path or a list like [\"/bin/sh\", \"-l\"], got {value!r}")
-
-
-def _has_nul(value: Any) -> bool:
-    """True if a string anywhere in `value` holds NUL (no syscall argument can carry one)."""
-    if isinstance(value, str):
-        return "\0" in value
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    return False
-
-
-def _checked(checker: Callable[[Any], Any], value: Any) -> Any:
-    """Run a key's checker, after refusing a NUL character anywhere in the value."""
-    if _has_nul(value):
-        raise ValueError("contains a NUL character")
-    return checker(value)
-
-
-def _kind(value: Any) -> str:
-    return {
-        bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-        list: "a list", dict: "a table",
-    }.get(type(value), type(value).__name__)
-
-
-SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
-    "command": lambda v: v,  # checked with `shell` below
-    "shell": _boolean,
-    "type": _choice(SERVICE_TYPES),
-    "autostart": _boolean,
-    "requires": _names,
-    "wants": _names,
-    "restart": _choice(RESTART_POLICIES),
-    "restart_delay": _seconds,
-    "restart_delay_max": _seconds,
-    "restart_limit": _count,
-    "restart_window": _seconds,
-    "restart_reset": _seconds,
-    "stop_signal": _signal,
-    "stop_timeout": _seconds,
-    "start_timeout": _seconds,
-    "ready": _ready,
-    "user": _account,
-    "group": _account,
-    "working_directory": _string,
-    "environment": _environment,
-    "umask": _umask,
-    "pid_file": _string,
-    "memory_max": _bytes,
-    "pids_max": _count,
-    "cpu_weight": _weight,
-}
-
-SETTINGS_KEYS: dict[str, Callable[[Any], Any]] = {
-    "log_dir": _string,
-    "log_max_bytes": _count,
-    "log_keep": _count,
-    "log_console": _boolean,
-    "control": _string,
-    "control_group": _account,
-    "emergency_shell": _argv,
-    "fatal_action": _choice(("reboot", "poweroff", "halt")),
-    "ctrl_alt_del": _choice(("reboot", "poweroff", "halt", "ignore")),
-    "kill_timeout": _seconds,
-    "shutdown_timeout": _seconds,
-    "finale": _choice(("auto", "always", "never")),
-}
 
 
 # -- locating keys in the text ------------------------------------------------
@@ -305,7 +88,7 @@ def _read_toml(path: str, errors: list[ConfigError]) -> tuple[dict[str, Any], st
     except UnicodeDecodeError as exc:
         errors.append(ConfigError(path, f"not UTF-8 text (byte {exc.start})"))
         return None
-    import tomllib  # noqa: PLC0415 - see roost.config.reader: the supervisor never loads it
+    import tomllib  # noqa: PLC0415 - lazy (memory): the supervisor never loads it (reader.py)
 
     try:
         return tomllib.loads(text), text
@@ -320,7 +103,7 @@ def _read_toml(path: str, errors: list[ConfigError]) -> tuple[dict[str, Any], st
 
 
 def _unknown(path: str, text: str, key: str, known: dict[str, Any]) -> ConfigError:
-    import difflib  # noqa: PLC0415 - only on the error path
+    import difflib  # noqa: PLC0415 - lazy (start-up): the error path only
 
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -343,7 +126,7 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
             errors.append(_unknown(path, text, key, SERVICE_KEYS))
             continue
         try:
-            values[key] = _checked(checker, value)
+            values[key] = checked(checker, value)
         except ValueError as exc:
             error(key, str(exc))
 
@@ -405,16 +188,13 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
     if "working_directory" in values and not os.path.isdir(service.working_directory):
         error("working_directory", f"no such directory: {service.working_directory}")
 
-    if service.user is not None and not service.user.isdigit():
-        try:
-            pwd.getpwnam(service.user)
-        except KeyError:
-            error("user", f"no such user: {service.user}")
-    if service.group is not None and not service.group.isdigit():
-        try:
-            grp.getgrnam(service.group)
-        except KeyError:
-            error("group", f"no such group: {service.group}")
+    for key, account, known in (("user", service.user, known_user),
+                                ("group", service.group, known_group)):
+        if account is not None:
+            try:
+                known(account)
+            except ValueError as exc:
+                error(key, str(exc))
 
     if argv:
         path_var = service.environment.get("PATH", os.environ.get("PATH", os.defpath))
@@ -444,18 +224,17 @@ def _settings(path: str, errors: list[ConfigError]) -> Settings:
             errors.append(_unknown(path, text, key, SETTINGS_KEYS))
             continue
         try:
-            setattr(settings, key, _checked(checker, value))
+            setattr(settings, key, checked(checker, value))
         except ValueError as exc:
             errors.append(ConfigError(path, str(exc), key=key, line=_key_line(text, key)))
     if settings.log_dir and not os.path.isabs(settings.log_dir):
         # Like working_directory: relative to the configuration, not to roost's cwd.
         settings.log_dir = os.path.join(os.path.dirname(path), settings.log_dir)
-    if settings.control_group is not None and not settings.control_group.isdigit():
+    if settings.control_group is not None:
         try:
-            grp.getgrnam(settings.control_group)
-        except KeyError:
-            errors.append(ConfigError(path, f"no such group: {settings.control_group}",
-                                      key="control_group",
+            known_group(settings.control_group)
+        except ValueError as exc:
+            errors.append(ConfigError(path, str(exc), key="control_group",
                                       line=_key_line(text, "control_group")))
     return settings
 

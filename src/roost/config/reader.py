@@ -17,11 +17,11 @@ import select
 import time
 
 from roost.config.load import ConfigError, ConfigInvalid
-from roost.config.model import Config, ServiceConfig, Settings
+from roost.core.model import Config, ServiceConfig, Settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from roost.reaper import Reaper
+    from roost.kernel.reaper import Reaper
 
 TIMEOUT = 30.0  # seconds the reader may take before it is killed
 
@@ -57,14 +57,14 @@ def _decode(data: bytes) -> tuple[Config, list[ConfigError]]:
 def _child(directory: str, write_fd: int) -> None:
     status = 1
     try:
-        from roost.config.load import read as read_here  # noqa: PLC0415
+        from roost.config.load import read as read_here  # noqa: PLC0415 - lazy (child): tomllib stays out of roost
 
         data = _encode(*read_here(directory))
         while data:
             data = data[os.write(write_fd, data) :]
         status = 0
     except BaseException:  # noqa: BLE001 - say why, then leave: never return into roost
-        from roost import console  # noqa: PLC0415
+        from roost.kernel import console  # noqa: PLC0415 - lazy (child): the failure path only
 
         console.error_trace(f"reading {directory}")
     finally:

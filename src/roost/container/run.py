@@ -59,16 +59,6 @@ def _listen_fds(env: Mapping[str, str]) -> list[int]:
     return [fd for fd in range(3, 3 + max(0, min(count, 4096))) if _is_open(fd)]
 
 
-def _become_subreaper() -> None:
-    try:
-        from roost.kernel import linux  # noqa: PLC0415 - lazy (start-up): not needed as PID 1
-
-        linux.set_child_subreaper()
-    except OSError as exc:
-        console.say(f"warning: cannot become a child subreaper ({exc.strerror}); "
-                    "orphans will not come back to roost")
-
-
 def main(args: list[str]) -> int:
     """Run `roost run`; return the exit status roost should exit with."""
     try:
@@ -83,7 +73,9 @@ def main(args: list[str]) -> int:
     _open_stdio()
     listen = _listen_fds(os.environ)
     if os.getpid() != 1:
-        _become_subreaper()
+        from roost.kernel import linux  # noqa: PLC0415 - lazy (start-up): not needed as PID 1
+
+        linux.become_subreaper("orphans will not come back to roost")
     loop = Loop()
     reaper = Reaper()
     init = ContainerInit(opts, loop, reaper)

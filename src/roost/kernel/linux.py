@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from roost.kernel import console
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ctypes
@@ -78,6 +80,14 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 def set_child_subreaper() -> None:
     """Make orphaned descendants re-parent to this process (PR_SET_CHILD_SUBREAPER)."""
     prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def become_subreaper(otherwise: str) -> None:
+    """Become a child subreaper, or warn that `otherwise` (what is lost without it)."""
+    try:
+        set_child_subreaper()
+    except OSError as exc:
+        console.say(f"warning: cannot become a child subreaper ({exc.strerror}); {otherwise}")
 
 
 def is_child_subreaper() -> bool:

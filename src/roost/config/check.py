@@ -1,0 +1,239 @@
+"""Checking one value of a configuration file: is it of the right kind and in range.
+
+Each checker returns the value converted (a duration to float seconds, a signal
+name to its number, a size to bytes) or raises ValueError with the reason, which
+roost.config.load reports with the file, line and key. Rules that tie keys
+together (a command and `shell`, a service's type and `ready`) are load's.
+"""
+
+from __future__ import annotations
+
+from roost.core import sigs
+from roost.core.model import RESTART_POLICIES, SERVICE_TYPES
+from roost.kernel import accounts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_kind(value)}")
+    return value
+
+
+# The longest duration accepted: a timer further away than epoll can wait (about
+# 24.8 days) would end the reactor, and no supervision delay needs more.
+MAX_SECONDS = 1_000_000
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number of seconds, got {_kind(value)}")
+    if not value >= 0:  # also rejects NaN
+        raise ValueError(f"must be 0 or more, got {value}")
+    if not value <= MAX_SECONDS:
+        raise ValueError(f"must be at most {MAX_SECONDS} seconds, got {value}")
+    return float(value)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {_kind(value)}")
+    if value < 1:
+        raise ValueError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}; got {value!r}")
+        return str(value)
+
+    return check
+
+
+def _names(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of service names, got {_kind(value)}")
+    return list(value)
+
+
+def _signal(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"expected a signal name like TERM, got {_kind(value)}")
+    try:
+        number = sigs.number(str(value))
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    if number == 0 or number in sigs.UNCATCHABLE - {9}:
+        raise ValueError(f"cannot stop a service with {value!r}")
+    return number
+
+
+def _environment(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a table of NAME = value, got {_kind(value)}")
+    env = {}
+    for name, item in value.items():
+        if not name or "=" in name:
+            raise ValueError(f"bad variable name {name!r}")
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise ValueError(f"{name}: expected a string, got {_kind(item)}")
+        env[name] = str(item)
+    return env
+
+
+def _umask(value: Any) -> int:
+    if isinstance(value, str) and value and all(c in "01234567" for c in value):
+        number = int(value, 8)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        raise ValueError(f"expected an octal string like \"022\", got {value!r}")
+    if not 0 <= number <= 0o777:
+        raise ValueError(f"out of range: {value!r}")
+    return number
+
+
+def _ready(value: Any) -> str:
+    if value == "exec":
+        return "exec"
+    if isinstance(value, str) and value.startswith("fd:") and value[3:].isdigit():
+        if int(value[3:]) < 3:
+            raise ValueError("the notification fd must be 3 or more (0-2 are stdio)")
+        return value
+    raise ValueError(f"expected \"exec\" or \"fd:N\", got {value!r}")
+
+
+def _account(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    raise ValueError(f"expected a name or a numeric id, got {value!r}")
+
+
+# Whether an account exists is asked of roost.kernel.accounts, the resolver the
+# spawner uses too: a user the check passes is one a service can start as, and a
+# missing one reads the same here as there. A number needs no entry behind it.
+
+
+def known_user(user: str) -> None:
+    """Raise UnknownAccount, a ValueError, unless `user` is a number or a user's name."""
+    accounts.user_id(user)
+
+
+def known_group(group: str) -> None:
+    """Raise UnknownAccount, a ValueError, unless `group` is a number or a group's name."""
+    accounts.group_id(group)
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _bytes(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        text = value.strip().upper().removesuffix("B").removesuffix("I")
+        number, unit = text[:-1] if text[-1:] in _SIZE_UNITS else text, text[-1:]
+        if unit not in _SIZE_UNITS:
+            unit = ""
+            number = text
+        if number.isdigit() and int(number) > 0:
+            return int(number) * _SIZE_UNITS[unit]
+    raise ValueError(f"expected a size like 512M or a number of bytes, got {value!r}")
+
+
+def _weight(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10000:
+        return value
+    raise ValueError(f"expected an integer from 1 to 10000, got {value!r}")
+
+
+def _argv(value: Any) -> list[str]:
+    if isinstance(value, str) and value.strip():
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(a, str) and a for a in value):
+        return list(value)
+    raise ValueError(f"expected a program path or a list like [\"/bin/sh\", \"-l\"], got {value!r}")
+
+
+def _has_nul(value: Any) -> bool:
+    """True if a string anywhere in `value` holds NUL (no syscall argument can carry one)."""
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
+
+def checked(checker: Callable[[Any], Any], value: Any) -> Any:
+    """Run a key's checker, after refusing a NUL character anywhere in the value."""
+    if _has_nul(value):
+        raise ValueError("contains a NUL character")
+    return checker(value)
+
+
+def _kind(value: Any) -> str:
+    return {
+        bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+        list: "a list", dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+# The keys a file may hold, each with its checker; any other key is unknown.
+SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
+    "command": lambda v: v,  # checked with `shell` by load._service
+    "shell": _boolean,
+    "type": _choice(SERVICE_TYPES),
+    "autostart": _boolean,
+    "requires": _names,
+    "wants": _names,
+    "restart": _choice(RESTART_POLICIES),
+    "restart_delay": _seconds,
+    "restart_delay_max": _seconds,
+    "restart_limit": _count,
+    "restart_window": _seconds,
+    "restart_reset": _seconds,
+    "stop_signal": _signal,
+    "stop_timeout": _seconds,
+    "start_timeout": _seconds,
+    "ready": _ready,
+    "user": _account,
+    "group": _account,
+    "working_directory": _string,
+    "environment": _environment,
+    "umask": _umask,
+    "pid_file": _string,
+    "memory_max": _bytes,
+    "pids_max": _count,
+    "cpu_weight": _weight,
+}
+
+SETTINGS_KEYS: dict[str, Callable[[Any], Any]] = {
+    "log_dir": _string,
+    "log_max_bytes": _count,
+    "log_keep": _count,
+    "log_console": _boolean,
+    "control": _string,
+    "control_group": _account,
+    "emergency_shell": _argv,
+    "fatal_action": _choice(("reboot", "poweroff", "halt")),
+    "ctrl_alt_del": _choice(("reboot", "poweroff", "halt", "ignore")),
+    "kill_timeout": _seconds,
+    "shutdown_timeout": _seconds,
+    "finale": _choice(("auto", "always", "never")),
+}

@@ -1,6 +1,6 @@
 """VM boot and poweroff: a real kernel under qemu (TCG), roost as PID 1 against busybox init.
 
-The same kernel, stage-0 initramfs and ext4 root image (tests/vm/harness.py) with 20
+The same kernel, stage-0 initramfs and ext4 root image (tests/vm/harness/) with 20
 services (`sleep 3600`); only PID 1 differs.  roost: `/sbin/init` -> roost with 20 simple
 services in /etc/roost and a oneshot that requires all of them.  busybox init (Debian
 busybox-static): an /etc/inittab that mounts the same API filesystems (sysinit), starts
@@ -74,7 +74,7 @@ def run(ctx: Ctx) -> Result:
     try:
         from tests.vm import harness
     except ImportError as exc:
-        raise Skip(f"the VM harness (tests/vm/harness.py) cannot be imported: {exc}") from None
+        raise Skip(f"the VM harness (tests/vm/harness/) cannot be imported: {exc}") from None
     reason = harness.missing_tools()
     if reason:
         raise Skip(reason)

@@ -20,10 +20,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from roost import service
-from roost.config.model import ServiceConfig
-from roost.exits import ExitStatus
-from roost.service import (
+from roost.core import machine as service
+from roost.core.exits import ExitStatus
+from roost.core.machine import (
     BACKOFF,
     DONE,
     DOWN,
@@ -43,6 +42,7 @@ from roost.service import (
     Machine,
     Spawn,
 )
+from roost.core.model import ServiceConfig
 
 EXIT0 = ExitStatus(code=0)
 EXIT3 = ExitStatus(code=3)
@@ -90,7 +90,7 @@ def test_initial_state() -> None:
 def test_start_spawns() -> None:
     m = machine()
     assert r(m.start(1.0)) == ["Spawn()"]
-    assert (m.state, m.want, m.starts, m.started_at) == (STARTING, True, [1.0], 1.0)
+    assert (m.state, m.want, m.starts, m.since) == (STARTING, True, [1.0], 1.0)
     assert m.spawned(42, 1.0) == []
     assert m.pid == 42
     assert m.exec_done(1.1) == []
@@ -135,12 +135,11 @@ def test_start_timeout_stops_and_fails_with_the_timeout_as_cause() -> None:
     m = machine(ready="fd:3", start_timeout=5.0, restart="never")
     m.start(0.0)
     m.spawned(1, 0.0)
-    assert r(m.timer(T_START, 5.0)) == ["Disarm('start')", "Kill(15, 'all')", "Arm('stop', 10.000)"]
+    assert r(m.timer(T_START, 5.0)) == ["Disarm('start')", "Kill(15)", "Arm('stop', 10.000)"]
     assert (m.state, m.reason) == (STOPPING, "not ready within 5s")
     assert r(m.exited(TERMED, 5.1)) == ["Disarm('stop')"]
     assert (m.state, m.reason, m.last_exit) == (FAILED, "not ready within 5s",
                                                 "not ready within 5s")
-    assert m.last_status == TERMED
 
 
 def test_start_timeout_then_restart_by_policy() -> None:
@@ -158,7 +157,7 @@ def test_start_timeout_then_restart_by_policy() -> None:
 def test_stop_signals_and_waits() -> None:
     m = machine(stop_signal=1, stop_timeout=3.0)
     up(m)
-    assert r(m.stop(2.0)) == ["Disarm('start')", "Kill(1, 'all')", "Arm('stop', 3.000)"]
+    assert r(m.stop(2.0)) == ["Disarm('start')", "Kill(1)", "Arm('stop', 3.000)"]
     assert (m.state, m.want, m.reason) == (STOPPING, False, "stopped")
     assert r(m.exited(ExitStatus(signal=1), 2.1)) == ["Disarm('stop')"]
     assert (m.state, m.pid, m.reason, m.last_exit) == (DOWN, None, "stopped",
@@ -169,7 +168,7 @@ def test_stop_timeout_kills() -> None:
     m = machine(stop_timeout=2.0)
     up(m)
     m.stop(1.0)
-    assert r(m.timer(T_STOP, 3.0)) == ["Kill(9, 'all')"]
+    assert r(m.timer(T_STOP, 3.0)) == ["Kill(9)"]
     assert (m.state, m.reason) == (STOPPING, "did not stop within 2s: killed")
     assert r(m.exited(KILLED, 3.1)) == ["Disarm('stop')"]
     assert (m.state, m.reason, m.last_exit) == (DOWN, "did not stop within 2s: killed",
@@ -249,7 +248,7 @@ def test_start_while_stopping_restarts_once_stopped() -> None:
 def test_restart() -> None:
     m = machine()
     up(m)
-    assert r(m.restart(1.0)) == ["Disarm('start')", "Kill(15, 'all')", "Arm('stop', 10.000)"]
+    assert r(m.restart(1.0)) == ["Disarm('start')", "Kill(15)", "Arm('stop', 10.000)"]
     assert (m.state, m.reason, m.want) == (STOPPING, "restarting", True)
     assert r(m.exited(TERMED, 1.1)) == ["Disarm('stop')", "Spawn()"]
     assert m.state == STARTING
@@ -259,10 +258,11 @@ def test_restart() -> None:
 
 
 def test_exit_while_wanted_down_is_down() -> None:
-    # The supervisor clears `want` before it asks the machine to stop (dependents first).
+    # The order wants a service down before its turn to stop comes (dependents first).
     m = machine(restart="always")
     up(m)
-    m.want = False
+    assert m.want_down(0.5, "shutting down") == []
+    assert (m.state, m.want) == (UP, False)
     assert r(m.exited(EXIT3, 1.0)) == ["Disarm('start')"]
     assert (m.state, m.reason) == (DOWN, "stopped")
 
@@ -270,20 +270,22 @@ def test_exit_while_wanted_down_is_down() -> None:
 # -- exits and the restart policy ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("policy", "status", "state", "reason"), [
-    ("on-failure", EXIT3, BACKOFF, "exited 3; restarting in 0.50s"),
-    ("on-failure", TERMED, BACKOFF, "killed by SIGTERM; restarting in 0.50s"),
-    ("on-failure", EXIT0, DOWN, "exited 0"),
-    ("always", EXIT0, BACKOFF, "exited 0; restarting in 0.50s"),
-    ("always", EXIT3, BACKOFF, "exited 3; restarting in 0.50s"),
-    ("never", EXIT3, FAILED, "exited 3"),
-    ("never", EXIT0, DOWN, "exited 0"),
+# `want`: a clean exit that the policy does not restart is what was asked of the service:
+# it is no longer wanted, and nothing may start it again unasked. A failure stays wanted.
+@pytest.mark.parametrize(("policy", "status", "state", "reason", "want"), [
+    ("on-failure", EXIT3, BACKOFF, "exited 3; restarting in 0.50s", True),
+    ("on-failure", TERMED, BACKOFF, "killed by SIGTERM; restarting in 0.50s", True),
+    ("on-failure", EXIT0, DOWN, "exited 0", False),
+    ("always", EXIT0, BACKOFF, "exited 0; restarting in 0.50s", True),
+    ("always", EXIT3, BACKOFF, "exited 3; restarting in 0.50s", True),
+    ("never", EXIT3, FAILED, "exited 3", True),
+    ("never", EXIT0, DOWN, "exited 0", False),
 ])
-def test_policy(policy: str, status: ExitStatus, state: str, reason: str) -> None:
+def test_policy(policy: str, status: ExitStatus, state: str, reason: str, want: bool) -> None:
     m = machine(restart=policy)
     up(m)
     actions = m.exited(status, 1.0)
-    assert (m.state, m.reason, m.pid, m.last_status) == (state, reason, None, status)
+    assert (m.state, m.reason, m.pid, m.want) == (state, reason, None, want)
     assert m.last_exit == status.describe()
     assert (Arm(T_BACKOFF, 0.5).__repr__() in r(actions)) == (state == BACKOFF)
     assert m.restarts == (1 if state == BACKOFF else 0)
@@ -387,25 +389,157 @@ def test_start_after_failure_forgets_the_count() -> None:
     assert m.starts == [2.0]
 
 
-def test_reset() -> None:
+def test_want_up_fresh_forgets_a_failure() -> None:
     m = machine(restart="never")
     up(m)
     m.exited(EXIT3, 1.0)
-    m.reset(2.0)
-    assert (m.state, m.reason, m.starts) == (DOWN, "", [])
+    assert m.want_up(2.0, fresh=True) == []
+    assert (m.state, m.reason, m.starts, m.want, m.since) == (DOWN, "", [], True, 2.0)
     running = machine()
     up(running)
-    running.reset(1.0)
+    assert running.want_up(1.0, fresh=True) == []
     assert running.state == UP and running.starts == [0.0]
 
 
-def test_hold() -> None:
-    m = machine()
-    m.hold(0.0, "waiting for db")
-    assert (m.state, m.reason) == (DOWN, "waiting for db")
+def test_want_up_forgets_a_failure_and_its_delay_but_not_a_finished_oneshot() -> None:
+    m = machine(restart_limit=2, restart_delay=1.0)
     up(m)
-    m.hold(1.0, "ignored")
-    assert m.reason == ""
+    m.exited(EXIT3, 1.0)                 # delay 1.0, the next one 2.0
+    m.timer(T_BACKOFF, 2.0)
+    m.spawned(2, 2.0)
+    m.exited(EXIT3, 3.0)
+    assert m.state == FAILED             # 2 starts within the window
+    assert m.want_up(4.0) == []          # no `fresh` needed to forget a failure
+    assert (m.state, m.reason, m.starts, m.want) == (DOWN, "", [], True)
+    up(m, now=5.0)
+    (arm,) = [a for a in m.exited(EXIT3, 6.0) if isinstance(a, Arm)]
+    assert arm.delay == 1.0              # the delay starts over too
+
+    done = machine(type="oneshot")
+    done.start(0.0)
+    done.spawned(1, 0.0)
+    done.exited(EXIT0, 1.0)
+    assert done.want_up(2.0) == []
+    assert (done.state, done.starts) == (DONE, [0.0])
+    assert done.want_up(3.0, fresh=True) == []
+    assert (done.state, done.starts, done.want) == (DOWN, [], True)
+
+
+def test_want_up_and_want_down_do_not_move_a_down_or_running_service() -> None:
+    m = machine()
+    assert m.want_up(0.0) == []
+    assert (m.state, m.want) == (DOWN, True)
+    assert m.want_down(0.0, "not needed") == []
+    assert (m.state, m.want, m.reason) == (DOWN, False, "not needed")
+    up(m)
+    assert m.want_down(1.0, "shutting down") == []
+    assert (m.state, m.want, m.pid) == (UP, False, 100)
+    # The stop, when the order calls it, carries the want-down's reason.
+    assert r(m.stop(2.0)) == ["Disarm('start')", "Kill(15)", "Arm('stop', 10.000)"]
+    assert (m.state, m.reason) == (STOPPING, "shutting down")
+    m.exited(TERMED, 2.1)
+    assert (m.state, m.reason, m.want) == (DOWN, "shutting down", False)
+
+
+def test_want_down_ends_what_does_not_run_at_once() -> None:
+    backoff = machine()
+    up(backoff)
+    backoff.exited(EXIT3, 1.0)
+    assert r(backoff.want_down(1.1, "shutting down")) == ["Disarm('backoff')"]
+    assert (backoff.state, backoff.reason, backoff.want) == (DOWN, "shutting down", False)
+    failed = machine(restart="never")
+    up(failed)
+    failed.exited(EXIT3, 1.0)
+    assert failed.want_down(1.1, "shutting down") == []
+    assert (failed.state, failed.reason) == (DOWN, "shutting down")
+
+
+def test_want_down_while_restarting_ends_down() -> None:
+    m = machine()
+    up(m)
+    m.restart(1.0)
+    assert m.want_down(1.1, "shutting down") == []
+    assert (m.state, m.want) == (STOPPING, False)
+    assert r(m.exited(TERMED, 1.2)) == ["Disarm('stop')"]
+    assert (m.state, m.reason) == (DOWN, "shutting down")
+
+
+def test_hold_keeps_a_wanted_down_service_down() -> None:
+    m = machine()
+    assert m.hold(0.0, "requirement db failed") == []
+    assert (m.state, m.reason) == (DOWN, "")  # not wanted: nothing to keep down
+    m.want_up(0.0)
+    assert m.hold(0.0, "requirement db failed") == []
+    assert (m.state, m.reason, m.want) == (DOWN, "requirement db failed", True)
+
+
+def test_hold_stops_a_running_service_that_stays_wanted() -> None:
+    m = machine(restart="always")
+    up(m)
+    assert r(m.hold(1.0, "requirement db failed")) == [
+        "Disarm('start')", "Kill(15)", "Arm('stop', 10.000)"]
+    assert (m.state, m.reason, m.want) == (STOPPING, "requirement db failed", True)
+    # Down, not restarted by the policy: the order starts it once the requirement is back.
+    assert r(m.exited(TERMED, 1.1)) == ["Disarm('stop')"]
+    assert (m.state, m.reason, m.want, m.restarts) == (DOWN, "requirement db failed", True, 0)
+
+
+def test_hold_cancels_a_restart() -> None:
+    backoff = machine()
+    up(backoff)
+    backoff.exited(EXIT3, 1.0)
+    assert r(backoff.hold(1.1, "requirement db failed")) == ["Disarm('backoff')"]
+    assert (backoff.state, backoff.reason, backoff.want) == (DOWN, "requirement db failed", True)
+    restarting = machine()
+    up(restarting)
+    restarting.restart(1.0)
+    assert restarting.hold(1.1, "requirement db failed") == []
+    assert restarting.state == STOPPING
+    assert r(restarting.exited(TERMED, 1.2)) == ["Disarm('stop')"]
+    assert (restarting.state, restarting.reason, restarting.want) == (
+        DOWN, "requirement db failed", True)
+
+
+def test_hold_leaves_a_failed_or_done_service_as_it_is() -> None:
+    failed = machine(restart="never")
+    up(failed)
+    failed.exited(EXIT3, 1.0)
+    assert failed.hold(1.1, "requirement db failed") == []
+    assert (failed.state, failed.reason) == (FAILED, "exited 3")
+    done = machine(type="oneshot")
+    done.start(0.0)
+    done.spawned(1, 0.0)
+    done.exited(EXIT0, 1.0)
+    assert done.hold(1.1, "requirement db failed") == []
+    assert (done.state, done.reason) == (DONE, "")
+
+
+def test_wait_for_is_only_shown() -> None:
+    m = machine()
+    assert m.wait_for(0.0, "waiting for db") == []
+    assert (m.state, m.reason) == (DOWN, "")      # not wanted: it waits for nothing
+    m.want_up(0.0)
+    assert m.wait_for(0.0, "waiting for db") == []
+    assert (m.state, m.reason, m.want) == (DOWN, "waiting for db", True)
+    up(m)
+    assert m.wait_for(1.0, "waiting for web to stop") == []
+    assert (m.state, m.reason) == (UP, "")        # wanted and up: nothing to wait for
+    m.want_down(1.0, "stopped")
+    assert m.wait_for(1.0, "waiting for web to stop") == []
+    assert (m.state, m.reason, m.want) == (UP, "waiting for web to stop", False)
+
+
+def test_reconfigure_applies_from_the_next_start_and_stop() -> None:
+    m = machine(ready="fd:3", start_timeout=5.0)
+    m.start(0.0)
+    m.spawned(1, 0.0)
+    assert m.reconfigure(config(stop_signal=1, stop_timeout=2.0, start_timeout=7.0,
+                                ready="fd:3")) == []
+    assert m.state == STARTING
+    m.ready(0.1)
+    assert r(m.stop(1.0)) == ["Disarm('start')", "Kill(1)", "Arm('stop', 2.000)"]
+    m.exited(ExitStatus(signal=1), 1.1)
+    assert r(m.start(2.0)) == ["Arm('start', 7.000)", "Spawn()"]
 
 
 # -- leftovers -------------------------------------------------------------------------------
@@ -415,7 +549,7 @@ def test_crash_with_leftovers_cleans_up_then_decides() -> None:
     m = machine(restart="on-failure")
     up(m)
     assert r(m.exited(EXIT3, 1.0, leftovers=True)) == [
-        "Disarm('start')", "Disarm('start')", "Kill(15, 'all')", "Arm('stop', 10.000)"]
+        "Disarm('start')", "Disarm('start')", "Kill(15)", "Arm('stop', 10.000)"]
     assert (m.state, m.reason) == (STOPPING, "exited 3; stopping what it left")
     assert r(m.gone(1.5)) == ["Disarm('stop')", "Arm('backoff', 0.500)"]
     assert m.state == BACKOFF
@@ -425,8 +559,22 @@ def test_clean_exit_with_leftovers_ends_down() -> None:
     m = machine(restart="on-failure")
     up(m)
     m.exited(EXIT0, 1.0, leftovers=True)
+    assert m.want is True                   # not decided until what it left is gone
     m.gone(1.1)
-    assert (m.state, m.reason) == (DOWN, "exited 0")
+    assert (m.state, m.reason, m.want) == (DOWN, "exited 0", False)
+
+
+def test_clean_exit_is_not_restarted_unasked() -> None:
+    m = machine(restart="on-failure")
+    up(m)
+    m.exited(EXIT0, 1.0)
+    assert (m.state, m.want) == (DOWN, False)
+    # Nothing it is sent may start it again; a start does.
+    assert m.timer(T_BACKOFF, 2.0) == [] and m.hold(2.0, "x") == []
+    assert m.wait_for(2.0, "waiting for db") == []
+    assert (m.state, m.want, m.reason) == (DOWN, False, "exited 0")
+    assert r(m.start(3.0)) == ["Spawn()"]
+    assert (m.state, m.want) == (STARTING, True)
 
 
 # -- failing to start ------------------------------------------------------------------------
@@ -455,8 +603,8 @@ def test_spawn_failure_while_stopping_is_down() -> None:
 def test_spawn_failure_when_no_longer_wanted() -> None:
     m = machine()
     m.start(0.0)
-    m.want = False
-    m.spawn_failed("nope", 0.0)
+    m.want_down(0.0, "stopped")
+    assert r(m.spawn_failed("nope", 0.0)) == ["Disarm('start')"]
     assert (m.state, m.reason) == (DOWN, "stopped")
 
 
@@ -508,7 +656,7 @@ def test_forking_daemon_missing() -> None:
     m.spawned(10, 0.0)
     m.exited(EXIT0, 0.5, leftovers=True)
     actions = m.main_missing("2 processes left and no pid_file to choose the main one", 0.6)
-    assert r(actions) == ["Disarm('start')", "Disarm('start')", "Kill(15, 'all')",
+    assert r(actions) == ["Disarm('start')", "Disarm('start')", "Kill(15)",
                           "Arm('stop', 10.000)"]
     assert m.state == STOPPING
     m.gone(0.7)
@@ -535,14 +683,19 @@ def test_events_out_of_turn_are_ignored() -> None:
 
 
 def test_action_reprs() -> None:
-    assert r([Spawn(), Kill(9), Kill(15, "main"), Arm("stop", 1), Disarm("stop"), FindMain()]) == [
-        "Spawn()", "Kill(9, 'all')", "Kill(15, 'main')", "Arm('stop', 1.000)", "Disarm('stop')",
-        "FindMain()"]
+    assert r([Spawn(), Kill(9), Kill(15), Arm("stop", 1), Disarm("stop"), FindMain()]) == [
+        "Spawn()", "Kill(9)", "Kill(15)", "Arm('stop', 1.000)", "Disarm('stop')", "FindMain()"]
 
 
 # -- the whole machine, driven at random ---------------------------------------------------------
 
 TIMER_STATES = {T_BACKOFF: {BACKOFF}, T_START: {STARTING}, T_STOP: {STOPPING}}
+
+# The requests that set `want`, and what they set it to.
+REQUESTS = {"start": True, "restart": True, "want_up": True, "stop": False, "want_down": False}
+# What the supervisor reports of the system (the rest are requests, or only shown).
+PROCESS_EVENTS = frozenset({"spawned", "spawn_failed", "exec_done", "ready", "main_found",
+                            "main_missing", "exited", "gone", "timer"})
 
 
 class World(RuleBasedStateMachine):
@@ -566,6 +719,7 @@ class World(RuleBasedStateMachine):
         self.left_ignore = False
         self.left_doomed: int | None = None
         self.last_request: str | None = None
+        self.wanted = False
         self.spawns: list[tuple[float, bool]] = []  # (time, automatic) since the last clear
         self.base: float | None = None
         self.up_at: float | None = None
@@ -603,11 +757,31 @@ class World(RuleBasedStateMachine):
 
     # -- carrying out actions ------------------------------------------------------
 
-    def call(self, method: str, *args: object, **kwargs: object) -> None:
-        before = self.machine.state
-        actions = getattr(self.machine, method)(*args, **kwargs)
+    def call(self, method: str, *args: object, **kwargs: object) -> list[service.Action]:
+        m = self.machine
+        before, wanted = m.state, m.want
+        actions: list[service.Action] = getattr(m, method)(*args, **kwargs)
+        if method in REQUESTS:
+            self.wanted = REQUESTS[method]
+        elif method in PROCESS_EVENTS:
+            self.check_want(method, before, wanted)
         self.observe(before)
         self.act(actions)
+        return actions
+
+    def check_want(self, method: str, before: str, wanted: bool) -> None:
+        """Of the process events, only a clean exit the policy does not restart changes `want`."""
+        m, cfg = self.machine, self.cfg
+        if m.want != wanted:
+            assert wanted, f"{method} made the service wanted"
+            assert (before in (STARTING, UP, STOPPING) and m.state == DOWN
+                    and m.last_exit == "exited 0"), (method, before, m.state, m.last_exit)
+            assert cfg.restart != "always" and cfg.type != "oneshot", (cfg.restart, cfg.type)
+            self.wanted = False
+        elif self.last_request == "start" and before != DOWN and m.state == DOWN:
+            # Started and not stopped or held since: down only by that clean exit.
+            raise AssertionError(f"{method}: a wanted service went down by itself "
+                                 f"from {before} ({m.reason})")
 
     def observe(self, before: str) -> None:
         state = self.machine.state
@@ -634,6 +808,7 @@ class World(RuleBasedStateMachine):
         assert not self.main_alive, "Spawn while the main process lives"
         assert self.leftovers == 0, "Spawn while processes of the last instance remain"
         assert self.machine.state == STARTING
+        assert self.machine.want, "Spawn for a service that is not wanted"
         automatic = self.in_timer == T_BACKOFF
         self.spawns.append((self.now, automatic))
         if automatic:
@@ -673,7 +848,7 @@ class World(RuleBasedStateMachine):
         lethal = action.signal == 9
         if self.main_alive and (lethal or not self.main_ignores):
             self.main_doomed = action.signal
-        if action.scope == "all" and self.leftovers and (lethal or not self.left_ignore):
+        if self.leftovers and (lethal or not self.left_ignore):
             self.left_doomed = action.signal
 
     def find_main(self) -> None:
@@ -733,16 +908,44 @@ class World(RuleBasedStateMachine):
         self.call("restart", self.now)
         assert self.machine.want
 
-    @rule()
-    def reset(self) -> None:
-        if self.machine.state in (DOWN, FAILED, DONE):
+    @rule(data=st.data(), fresh=st.booleans())
+    def want_up(self, data: st.DataObject, fresh: bool) -> None:
+        self.data = data
+        before = self.machine.state
+        forgets = before == FAILED or (fresh and before in (DOWN, DONE))
+        if forgets:
             self.spawns.clear()
             self.base = None
-        self.machine.reset(self.now)
+        self.last_request = "want_up"
+        assert self.call("want_up", self.now, fresh) == []
+        # The want changes, the machine does not move, but to forget a failure or a run.
+        assert self.machine.state == (DOWN if forgets else before)
+        assert self.machine.want
+
+    @rule(data=st.data())
+    def want_down(self, data: st.DataObject) -> None:
+        self.data = data
+        before = self.machine.state
+        self.last_request = "want_down"
+        self.call("want_down", self.now, "shutting down")
+        # What runs goes on until the order calls stop(); the rest is down at once.
+        assert self.machine.state == (before if before in (STARTING, UP, STOPPING) else DOWN)
+        assert not self.machine.want
+
+    @rule(data=st.data())
+    def hold(self, data: st.DataObject) -> None:
+        self.data = data
+        self.last_request = "hold"
+        wanted = self.machine.want
+        self.call("hold", self.now, "requirement db failed")
+        assert self.machine.want == wanted
 
     @rule()
-    def hold(self) -> None:
-        self.machine.hold(self.now, "waiting for something")
+    def wait_for(self) -> None:
+        m = self.machine
+        before = (m.state, m.want, m.pid)
+        assert m.wait_for(self.now, "waiting for db") == []
+        assert (m.state, m.want, m.pid) == before
 
     # -- the processes --------------------------------------------------------------------
 
@@ -839,6 +1042,10 @@ class World(RuleBasedStateMachine):
         if self.last_request == "stop":
             assert self.machine.state == DOWN, (self.machine.state, self.machine.reason)
             assert not self.main_alive and not self.leftovers
+        if self.last_request == "hold":
+            # Held: nothing of it runs, and nothing restarts it.
+            assert self.machine.state in (DOWN, FAILED, DONE), self.machine.state
+            assert not self.main_alive and not self.leftovers
 
     # -- invariants ----------------------------------------------------------------------
 
@@ -863,9 +1070,14 @@ class World(RuleBasedStateMachine):
             assert T_BACKOFF in self.armed
 
     @invariant()
-    def want_follows_the_last_request(self) -> None:
-        if self.last_request is not None:
-            assert self.machine.want == (self.last_request == "start")
+    def want_follows_the_requests(self) -> None:
+        # And the clean exits that end a service's want (check_want).
+        assert self.machine.want == self.wanted
+
+    @invariant()
+    def unwanted_is_never_restarted_nor_failed(self) -> None:
+        if not self.machine.want:
+            assert self.machine.state not in (BACKOFF, FAILED, DONE), self.machine.state
 
     @invariant()
     def restarts_count_backoffs(self) -> None:

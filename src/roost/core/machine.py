@@ -42,18 +42,21 @@ States:
   done      a oneshot that exited 0
 
 Out-of-turn events are a choice, not an accident: an event that has no row in
-TABLE for the current state leaves the state as it is and asks for nothing (a
+core/table.py for the current state changes nothing and asks for nothing (a
 `ready` from a service that is already up, a timer that fired after its state
 was left, an exit reported twice). tests/unit/test_machine_table.py holds the
-machine to TABLE, and docs/supervisor.md's transition table to its rendering.
+machine to that table, and docs/supervisor.md's transition table to its rendering.
 """
 
 from __future__ import annotations
+
+from roost.core.actions import Arm, Disarm, FindMain, Kill, Spawn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from roost.core.actions import Action
     from roost.core.exits import ExitStatus
     from roost.core.model import ServiceConfig
 
@@ -68,7 +71,6 @@ STATES = (DOWN, STARTING, UP, STOPPING, BACKOFF, FAILED, DONE)
 
 RUNNING = frozenset({STARTING, UP, STOPPING})
 READY = frozenset({UP, DONE})
-QUIET = frozenset({DOWN, BACKOFF, FAILED, DONE})
 
 # Timer names: a machine has at most one armed timer of each.
 T_BACKOFF = "backoff"
@@ -82,138 +84,6 @@ JITTER = 0.2
 SIGKILL = 9
 
 
-class Spawn:
-    """Start the service's command; answer with spawned() or spawn_failed()."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "Spawn()"
-
-
-class Kill:
-    """Send `signal` to every process of the service."""
-
-    __slots__ = ("signal",)
-
-    def __init__(self, signal: int):
-        self.signal = signal
-
-    def __repr__(self) -> str:
-        return f"Kill({self.signal})"
-
-
-class Arm:
-    """Arm timer `name` to fire after `delay` seconds, replacing one of the same name."""
-
-    __slots__ = ("delay", "name")
-
-    def __init__(self, name: str, delay: float):
-        self.name = name
-        self.delay = delay
-
-    def __repr__(self) -> str:
-        return f"Arm({self.name!r}, {self.delay:.3f})"
-
-
-class Disarm:
-    """Cancel timer `name` if armed."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"Disarm({self.name!r})"
-
-
-class FindMain:
-    """A forking launcher exited 0: find the daemon; answer with main_found() or main_missing()."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "FindMain()"
-
-
-Action = Spawn | Kill | Arm | Disarm | FindMain
-
-
-class Transition:
-    """One row of TABLE: `event` in one of `sources` may lead to one of `targets`.
-
-    `event` names a method of Machine; a timer's event names the timer too
-    ("timer:stop"). `text` is what the docs say of it.
-    """
-
-    __slots__ = ("event", "sources", "targets", "text")
-
-    def __init__(self, event: str, sources: tuple[str, ...], targets: tuple[str, ...],
-                 text: str):
-        self.event = event
-        self.sources = sources
-        self.targets = targets
-        self.text = text
-
-
-# Every move a machine can make. An event in a state with no row here changes
-# nothing. The docs' transition table is rendered from these rows (see table()).
-TABLE = (
-    Transition("start", (DOWN, FAILED, DONE), (STARTING,),
-               "start (once its dependencies allow)"),
-    Transition("start", (BACKOFF,), (STARTING,), "start: no more waiting"),
-    Transition("start", (STOPPING,), (STOPPING,), "start: starts again once stopped"),
-    Transition("spawn_failed", (STARTING, UP), (FAILED, DOWN),
-               "the command cannot be started"),
-    Transition("exec_done", (STARTING,), (UP,), "the exec succeeded (`simple`)"),
-    Transition("ready", (STARTING,), (UP,), "ready: a newline on the fd, `READY=1`"),
-    Transition("exited", (STARTING,), (STARTING,),
-               "a forking launcher exits 0: its daemon is looked for"),
-    Transition("main_found", (STARTING,), (UP,), "a forking service's daemon is found"),
-    Transition("main_missing", (STARTING,), (STOPPING,),
-               "a forking launcher exits 0 and no daemon can be named"),
-    Transition("timer:start", (STARTING,), (STOPPING,),
-               "not ready within `start_timeout`: stopped, then as a failure"),
-    Transition("stop", (STARTING, UP), (STOPPING,), "stop (once what is ordered after it stopped)"),
-    Transition("restart", (STARTING, UP), (STOPPING,), "restart: stopped, then started"),
-    Transition("hold", (STARTING, UP), (STOPPING,),
-               "a requirement failed: stopped, still wanted"),
-    Transition("exited", (STARTING, UP), (BACKOFF, DOWN, FAILED, DONE),
-               "the main process exits, nothing left: by the restart policy (`failed` "
-               "once `restart_limit` starts fell within `restart_window`)"),
-    Transition("exited", (STARTING, UP), (STOPPING,),
-               "the main process exits and leaves others: they are stopped first"),
-    Transition("exited", (STOPPING,), (DOWN, STARTING, BACKOFF, FAILED, DONE),
-               "the main process exits, nothing left: down, or started again "
-               "(restart), or by the policy (after a crash)"),
-    Transition("gone", (STOPPING,), (DOWN, STARTING, BACKOFF, FAILED, DONE),
-               "the last of its processes is gone: as above"),
-    Transition("spawn_failed", (STOPPING,), (DOWN, STARTING, BACKOFF, FAILED, DONE),
-               "the command of a stopping service could not start: as above"),
-    Transition("timer:stop", (STOPPING,), (STOPPING,),
-               "`stop_timeout` passes: every process is sent SIGKILL"),
-    Transition("timer:backoff", (BACKOFF,), (STARTING,), "the restart delay passes"),
-    Transition("stop", (BACKOFF, FAILED, DONE), (DOWN,), "stop"),
-    Transition("want_down", (BACKOFF, FAILED, DONE), (DOWN,),
-               "stop (nothing of it runs: at once)"),
-    Transition("hold", (BACKOFF,), (DOWN,), "a requirement failed: no restart, still wanted"),
-    Transition("restart", (DOWN, FAILED, DONE), (STARTING,), "restart: as start"),
-    Transition("restart", (BACKOFF,), (STARTING,), "restart: as start"),
-    Transition("restart", (STOPPING,), (STOPPING,), "restart: as start"),
-    Transition("want_up", (FAILED, DONE), (DOWN,),
-               "start asked again: the failure or the finished run is forgotten"),
-)
-
-
-def table() -> str:
-    """TABLE as the Markdown table of docs/supervisor.md (from, event, to)."""
-    rows = ["| from | event | to |", "| --- | --- | --- |"]
-    for row in TABLE:
-        sources = ", ".join(f"`{s}`" for s in row.sources)
-        targets = ", ".join(f"`{s}`" for s in row.targets)
-        rows.append(f"| {sources} | {row.text} | {targets} |")
-    return "\n".join(rows)
 
 
 class Machine:
@@ -358,11 +228,14 @@ class Machine:
 
     def spawned(self, pid: int, now: float) -> list[Action]:
         """The command was started as `pid`."""
-        self.pid = pid
+        if self.state in RUNNING:
+            self.pid = pid
         return []
 
     def spawn_failed(self, reason: str, now: float) -> list[Action]:
         """The command could not be started at all (not found, exec failed): failed, not retried."""
+        if self.state not in RUNNING:
+            return []
         self.pid = None
         self.last_exit = reason
         if self.state == STOPPING:
@@ -412,6 +285,8 @@ class Machine:
     def exited(self, status: ExitStatus, now: float, leftovers: bool = False,
                detail: str | None = None) -> list[Action]:
         """The main process ended; `leftovers`: other processes of the service remain."""
+        if self.state not in RUNNING:
+            return []
         self.pid = None
         if not (self.state == STOPPING and self._after_stop == "failure"):
             # Stopping a start that timed out: the timeout, not the signal, is the cause.

@@ -33,8 +33,10 @@ from __future__ import annotations
 from collections import deque
 
 from roost.core import graph
+from roost.core.actions import Step
 from roost.core.machine import (
     BACKOFF,
+    DONE,
     DOWN,
     FAILED,
     READY,
@@ -49,20 +51,17 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from roost.core.machine import Action
+    from roost.core.actions import Action
     from roost.core.model import ServiceConfig
 
 
-class Changed:
+class Changed(Step):
     """The service left state `before`; its machine holds the new one."""
 
     __slots__ = ("before",)
 
     def __init__(self, before: str):
         self.before = before
-
-    def __repr__(self) -> str:
-        return f"Changed({self.before!r})"
 
 
 Move = tuple[str, "Action | Changed"]
@@ -136,7 +135,13 @@ class Order:
         for name in targets:
             self.machines[name].want_up(now, fresh=explicit and name in asked)
         moves: list[Move] = []
+        # A failed or finished service wanted again is down now: announced like any change.
+        for name in sorted(targets):
+            self._settle(name, now, moves)
         self._enqueue(sorted(targets))
+        # A service wanted again no longer holds up the stop of what it is ordered after.
+        after = {d for n in targets for d in self.machines[n].config.after}
+        self._enqueue(sorted(after - targets))
         self._run(now, moves)
         return moves
 
@@ -145,6 +150,8 @@ class Order:
         targets: set[str] = set()
         for name in names:
             targets |= {name} | self.requirers(name)
+        # A stop overrides a restart under way: what it stops does not start again.
+        self._restarts = [group - targets for group in self._restarts if group - targets]
         moves: list[Move] = []
         # Every want changes before any machine moves: a move wakes its neighbours,
         # which must already see the whole request.
@@ -153,6 +160,10 @@ class Order:
         for name in sorted(targets):
             self._settle(name, now, moves)
         self._enqueue(sorted(targets))
+        # A service down and no longer wanted has settled, even when its state did not
+        # change: what wants it need wait no longer.
+        dependents = self._edges.dependents
+        self._enqueue(sorted({d for n in targets for d in dependents.get(n, ())} - targets))
         self._run(now, moves)
         return moves
 
@@ -205,25 +216,30 @@ class Order:
     def why_not_start(self, name: str) -> str | None:
         """None if wanted `name` may start now, else what it waits for."""
         config = self.machines[name].config
+        # A failure further down holds it too, even behind a requirement still ready (a
+        # finished oneshot).
+        failed = self._failure_below(name)
+        if failed is not None:
+            return f"requirement {failed} failed"
         for dep in config.requires:
             other = self.machines[dep]
-            if other.state == FAILED:
-                return f"requirement {dep} failed"
             if other.state not in READY:
                 return f"waiting for {dep}"
         for dep in config.wants:
             other = self.machines[dep]
-            if other.state in (STARTING, STOPPING) or (
+            if other.state in (STARTING, STOPPING, BACKOFF) or (
                     other.want and other.state == DOWN and not self.blocked(dep)):
                 return f"waiting for {dep}"
         return None
 
     def why_not_stop(self, name: str) -> str | None:
-        """None if unwanted `name` may stop now, else what it waits for."""
+        """None if unwanted (or held) `name` may stop now, else what it waits for."""
         for dependent in sorted(self._edges.dependents.get(name, ())):
             other = self.machines.get(dependent)
-            # Only a dependent that is itself on its way down holds this one up.
-            if other is not None and not other.want and other.state in RUNNING:
+            # Only a dependent that is itself on its way down (unwanted, or held by a
+            # failure) holds this one up.
+            if other is not None and other.state in RUNNING and (
+                    not other.want or self.blocked(dependent)):
                 return f"waiting for {dependent} to stop"
         return None
 
@@ -268,6 +284,13 @@ class Order:
             if machine is None:
                 continue
             if machine.want:
+                if machine.state in (STARTING, UP):
+                    failed = self._failure_below(name)
+                    # Held by a failure: it stops in its turn, as a stop does.
+                    if failed is not None and self.why_not_stop(name) is None:
+                        self._move(name, machine.hold(now, f"requirement {failed} failed"),
+                                   now, moves)
+                    continue
                 if machine.state != DOWN:
                     continue
                 why = self.why_not_start(name)
@@ -308,12 +331,26 @@ class Order:
             for dependent in sorted(held):
                 other = self.machines[dependent]
                 if other.want:
-                    self._move(dependent, other.hold(now, f"requirement {name} failed"), now,
-                               moves)
-            # A service that only wants one of these, which now cannot start, need wait
-            # no longer.
+                    if other.state == DONE:
+                        # A finished oneshot is held too: it runs again once the
+                        # requirement is back, and what requires it waits for that.
+                        other.want_up(now, fresh=True)
+                    if other.state not in (STARTING, UP):
+                        self._move(dependent, other.hold(now, f"requirement {name} failed"),
+                                   now, moves)
+            # What runs is stopped in its turn, after what is ordered after it (queued
+            # here: each requires one of these). A service that only wants one of these,
+            # which now cannot start, need wait no longer.
             held.add(name)
             self._enqueue(sorted({d for n in held for d in edges.dependents.get(n, ())}))
+
+    def _failure_below(self, name: str) -> str | None:
+        """The first failed service that `name` requires, directly or further down."""
+        below = graph.closure(self.machines[name].config.requires, self._edges.requires)
+        for dep in sorted(below):
+            if self.machines[dep].state == FAILED:
+                return dep
+        return None
 
     def _restart_due(self, now: float, moves: list[Move]) -> None:
         if not self._restarts:

@@ -23,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from roost.core.machine import Action
+    from roost.core.actions import Action
     from roost.kernel.loop import Loop
     from roost.kernel.reaper import Reaper
     from roost.supervise.supervisor import Runtime

@@ -16,7 +16,7 @@ from __future__ import annotations
 import _signal
 import os
 
-from roost.core import machine, model, sigs
+from roost.core import actions, machine, model, sigs
 from roost.core.exits import ExitStatus
 from roost.core.order import Changed, Order
 from roost.kernel import accounts, chance, console
@@ -31,7 +31,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from roost.core.machine import Action, Machine
+    from roost.core.actions import Action
+    from roost.core.machine import Machine
     from roost.core.model import Config, ServiceConfig
     from roost.core.order import Move
     from roost.kernel.loop import Loop, Timer
@@ -189,9 +190,9 @@ class Supervisor:
 
     # -- carrying out moves ----------------------------------------------------------
 
-    def _event(self, rt: Runtime, actions: list[Action]) -> None:
+    def _event(self, rt: Runtime, asked: list[Action]) -> None:
         """A machine event's actions: carry them out, with whatever they let the order do."""
-        self._apply(self.order.settle(rt.name, actions, self.loop.now()))
+        self._apply(self.order.settle(rt.name, asked, self.loop.now()))
 
     def _apply(self, moves: list[Move]) -> None:
         for name, action in moves:
@@ -200,17 +201,17 @@ class Supervisor:
                 continue
             if isinstance(action, Changed):
                 self._announce(rt)
-            elif isinstance(action, machine.Spawn):
+            elif isinstance(action, actions.Spawn):
                 self._spawn(rt)
-            elif isinstance(action, machine.Kill):
+            elif isinstance(action, actions.Kill):
                 self._kill(rt, action.signal)
-            elif isinstance(action, machine.Arm):
+            elif isinstance(action, actions.Arm):
                 self._arm(rt, action.name, action.delay)
-            elif isinstance(action, machine.Disarm):
+            elif isinstance(action, actions.Disarm):
                 timer = rt.timers.pop(action.name, None)
                 if timer is not None:
                     timer.cancel()
-            elif isinstance(action, machine.FindMain):
+            elif isinstance(action, actions.FindMain):
                 self.daemons.find_main(rt)
         if self._waiters:
             waiting, self._waiters = self._waiters, []

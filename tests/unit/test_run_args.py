@@ -6,7 +6,7 @@ import _signal
 
 import pytest
 
-from roost.container import init, options, run
+from roost.container import options, run
 from roost.container.options import UsageError, parse
 
 
@@ -166,9 +166,9 @@ def test_forwarded_set() -> None:
                    _signal.SIGKILL, _signal.SIGSTOP, _signal.SIGSEGV, _signal.SIGBUS,
                    _signal.SIGFPE, _signal.SIGILL, _signal.SIGTRAP, _signal.SIGSYS,
                    _signal.SIGABRT):
-        assert signum not in init.FORWARDED
+        assert signum not in options.FORWARDED
     for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGHUP,
                    _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGCONT,
                    _signal.SIGTSTP, _signal.SIGALRM, _signal.SIGURG, _signal.SIGRTMIN,
                    _signal.SIGRTMAX):
-        assert signum in init.FORWARDED
+        assert signum in options.FORWARDED

@@ -31,13 +31,6 @@ if TYPE_CHECKING:
 KILL_WAIT = 2.0
 
 
-# Never forwarded: SIGCHLD is roost's own business; TTIN and TTOU are ignored so
-# that roost, once it has handed the terminal to its child, is never stopped; SIGPIPE
-# stays blocked, as roost's own writes to a closed stderr raise it.
-_NOT_FORWARDED = frozenset({_signal.SIGCHLD, _signal.SIGTTIN, _signal.SIGTTOU, _signal.SIGPIPE})
-FORWARDED = sigs.CATCHABLE - _NOT_FORWARDED
-HANDLED = FORWARDED | {_signal.SIGCHLD}
-IGNORED = (_signal.SIGTTIN, _signal.SIGTTOU)
 
 
 class ContainerInit:

@@ -1,4 +1,4 @@
-"""The command line of `roost run`, parsed by hand.
+"""The command line of `roost run`, parsed by hand, and the signals it may forward.
 
 `argparse` alone costs more than the interpreter's start-up, and this path is
 timed on every container start (docs/DESIGN.md, "import cost").
@@ -6,12 +6,21 @@ timed on every container start (docs/DESIGN.md, "import cost").
 
 from __future__ import annotations
 
-from roost.container.init import FORWARDED
+import _signal
+
 from roost.core import sigs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+# Never forwarded: SIGCHLD is roost's own business; TTIN and TTOU are ignored so
+# that roost, once it has handed the terminal to its child, is never stopped; SIGPIPE
+# stays blocked, as roost's own writes to a closed stderr raise it.
+_NOT_FORWARDED = frozenset({_signal.SIGCHLD, _signal.SIGTTIN, _signal.SIGTTOU, _signal.SIGPIPE})
+FORWARDED = sigs.CATCHABLE - _NOT_FORWARDED
+HANDLED = FORWARDED | {_signal.SIGCHLD}
+IGNORED = (_signal.SIGTTIN, _signal.SIGTTOU)
 
 USAGE = """\
 usage: roost run [options] -- COMMAND [ARG...]

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
-from roost.container.init import HANDLED, IGNORED, ContainerInit
-from roost.container.options import USAGE, UsageError, parse
+from roost.container.init import ContainerInit
+from roost.container.options import HANDLED, IGNORED, USAGE, UsageError, parse
 from roost.kernel import console
 from roost.kernel.loop import Loop
 from roost.kernel.reaper import Reaper

@@ -13,7 +13,7 @@ import os
 import sys
 
 from roost.config.reader import read
-from roost.container.init import HANDLED, IGNORED
+from roost.container.options import HANDLED, IGNORED
 from roost.control.protocol import default_address
 from roost.core import machine
 from roost.kernel import console

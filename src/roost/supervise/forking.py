@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from roost.core.actions import Action
     from roost.kernel.loop import Loop
     from roost.kernel.reaper import Reaper
-    from roost.supervise.supervisor import Runtime
+    from roost.supervise.runtime import Runtime
     from roost.tracking import Tracker
 
 # The timer that looks for a forking service's pid file, and how often it looks.

@@ -26,39 +26,19 @@ from roost.supervise import command
 from roost.supervise.forking import Daemons
 from roost.supervise.logs import LogSettings, ServiceLog
 from roost.supervise.readiness import NotificationFd, NotifySocket
+from roost.supervise.runtime import Runtime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from roost.core.actions import Action
-    from roost.core.machine import Machine
     from roost.core.model import Config, ServiceConfig
     from roost.core.order import Move
-    from roost.kernel.loop import Loop, Timer
+    from roost.kernel.loop import Loop
     from roost.kernel.reaper import Reaper
     from roost.kernel.spawn import Child, Command
     from roost.tracking import Tracker
-
-
-class Runtime:
-    """One configured service: its machine, its current process, and its pipes."""
-
-    __slots__ = ("child", "config", "exec_error", "log", "machine", "name", "notify_fd",
-                 "notify_sock", "removing", "status_text", "timers")
-
-    def __init__(self, config: ServiceConfig, machine: Machine, log: ServiceLog):
-        self.name = config.name
-        self.config = config
-        self.machine = machine
-        self.log = log
-        self.child: Child | None = None
-        self.exec_error: str | None = None
-        self.timers: dict[str, Timer] = {}
-        self.notify_fd: NotificationFd | None = None
-        self.notify_sock: NotifySocket | None = None
-        self.removing = False
-        self.status_text = ""
 
 
 class Supervisor:

@@ -1,0 +1,32 @@
+"""One configured service as the supervisor holds it: its machine, its process, its pipes."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from roost.core.machine import Machine
+    from roost.core.model import ServiceConfig
+    from roost.kernel.loop import Timer
+    from roost.kernel.spawn import Child
+    from roost.supervise.logs import ServiceLog
+    from roost.supervise.readiness import NotificationFd, NotifySocket
+
+
+class Runtime:
+    """One configured service: its machine, its current process, and its pipes."""
+
+    __slots__ = ("child", "config", "exec_error", "log", "machine", "name", "notify_fd",
+                 "notify_sock", "removing", "status_text", "timers")
+
+    def __init__(self, config: ServiceConfig, machine: Machine, log: ServiceLog):
+        self.name = config.name
+        self.config = config
+        self.machine = machine
+        self.log = log
+        self.child: Child | None = None
+        self.exec_error: str | None = None
+        self.timers: dict[str, Timer] = {}
+        self.notify_fd: NotificationFd | None = None
+        self.notify_sock: NotifySocket | None = None
+        self.removing = False
+        self.status_text = ""

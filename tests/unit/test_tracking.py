@@ -1,4 +1,4 @@
-"""The pure parts of tracking: event parsing, the fork map, the lineage scan, mountinfo."""
+"""The pure parts of tracking: event parsing, the pid map, the lineage scan, mountinfo."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ import os
 import struct
 from pathlib import Path
 
-import pytest
-
-from roost.loop import Loop
-from roost.proc import ProcStat
-from roost.supervisor import _tops
-from roost.tracking import CONNECTOR, Tracker
+from roost.kernel.proc import ProcStat
+from roost.supervise.forking import top_level
 from roost.tracking import cgroup as cg
 from roost.tracking import connector as cn
 from roost.tracking.lineage import Lineage
@@ -36,40 +32,114 @@ def test_parse_keeps_process_forks_and_exits_and_drops_threads() -> None:
     assert cn.parse(b"\0" * 10) == []
 
 
-@pytest.fixture
-def tracker() -> Tracker:
-    t = Tracker(Loop(), means="lineage", cgroup="off")
-    return t
-
-
-def feed(t: Tracker, *events: cn.Event) -> None:
-    for event in events:
-        t._on_event(event)
-
-
-def test_the_fork_map_follows_every_fork_and_forgets_every_exit(tracker: Tracker) -> None:
+def test_the_pid_map_follows_every_fork_and_forgets_every_exit() -> None:
     me = os.getpid()
-    tracker._means["web"] = CONNECTOR
-    tracker._pending[100] = "web"
-    feed(tracker, (cn.FORK, me, 100), (cn.FORK, 100, 101), (cn.FORK, 101, 102),
-         (cn.EXIT, 101, 0), (cn.FORK, 999, 500))
-    assert tracker._pids["web"] == {100, 102}
-    assert tracker._map == {100: "web", 102: "web"}
-    assert 500 not in tracker._map  # a stranger's fork
+    pm = cn.PidMap(me)
+    pm.expect("web", 100)
+    for event in [(cn.FORK, me, 100), (cn.FORK, 100, 101), (cn.FORK, 101, 102),
+                  (cn.EXIT, 101, 0), (cn.FORK, 999, 500)]:
+        pm.apply(event)
+    assert pm.pids("web") == [100, 102]
+    assert pm.count("web") == 2
+    assert pm.service_of(101) is None  # exited
+    assert pm.service_of(500) is None  # a stranger's fork
 
 
-def test_an_old_owner_exiting_before_a_pid_is_reused_never_unmaps_the_new_one(
-        tracker: Tracker) -> None:
+def test_the_pid_map_says_which_service_an_exit_left_and_ignores_strangers() -> None:
+    me = os.getpid()
+    pm = cn.PidMap(me)
+    pm.expect("web", 100)
+    pm.apply((cn.FORK, me, 100))
+    assert pm.apply((cn.FORK, 100, 101)) is None
+    assert pm.apply((cn.EXIT, 777, 0)) is None  # never mapped
+    assert pm.apply((cn.EXIT, 101, 0)) == "web"
+    assert pm.apply((cn.EXIT, 101, 0)) is None  # already gone
+    assert pm.apply((cn.EXIT, 100, 0)) == "web"
+    assert pm.count("web") == 0
+    assert pm.pids("web") == []
+
+
+def test_only_a_spawn_roost_expects_is_taken_from_its_own_forks() -> None:
+    me = os.getpid()
+    pm = cn.PidMap(me)
+    pm.expect("web", 100)
+    pm.apply((cn.FORK, me, 200))  # roost forked something else (a reader, a helper)
+    assert pm.service_of(200) is None
+    pm.apply((cn.FORK, me, 100))
+    assert pm.service_of(100) == "web"
+    # Seen by its fork event: confirming it again changes nothing, even "dead".
+    pm.confirm(100, alive=False)
+    assert pm.service_of(100) == "web"
+
+
+def test_a_spawn_whose_fork_event_was_not_read_is_mapped_only_if_alive() -> None:
+    pm = cn.PidMap(os.getpid())
+    pm.expect("web", 100)
+    pm.confirm(100, alive=True)
+    assert pm.pids("web") == [100]
+    pm.expect("api", 300)
+    pm.confirm(300, alive=False)
+    assert pm.pids("api") == []
+    # No longer awaited: a late fork event does not map it.
+    pm.apply((cn.FORK, os.getpid(), 300))
+    assert pm.service_of(300) is None
+
+
+def test_a_new_instance_drops_the_old_ones_pids_and_drop_forgets_a_service() -> None:
+    me = os.getpid()
+    pm = cn.PidMap(me)
+    pm.expect("web", 100)
+    pm.apply((cn.FORK, me, 100))
+    pm.apply((cn.FORK, 100, 101))
+    pm.expect("web", 200)
+    assert pm.pids("web") == []
+    assert pm.service_of(101) is None
+    pm.apply((cn.FORK, me, 200))
+    assert pm.pids("web") == [200]
+    pm.drop("web")
+    assert pm.service_of(200) is None
+    assert pm.pids("web") == []
+
+
+def test_an_old_owner_exiting_before_a_pid_is_reused_never_unmaps_the_new_one() -> None:
     # PID 100 was a worker of "old"; it exits; roost spawns "new" and gets PID 100.
     # The events are read in order, so the exit cannot remove the new process.
     me = os.getpid()
-    tracker._means["old"] = tracker._means["new"] = CONNECTOR
-    tracker._map[100] = "old"
-    tracker._pids["old"] = {100}
-    tracker._pending[100] = "new"
-    feed(tracker, (cn.EXIT, 100, 0), (cn.FORK, me, 100), (cn.FORK, 100, 101))
-    assert tracker._map == {100: "new", 101: "new"}
-    assert tracker._pids["old"] == set()
+    pm = cn.PidMap(me)
+    pm.expect("old", 100)
+    pm.apply((cn.FORK, me, 100))
+    pm.expect("new", 100)
+    for event in [(cn.EXIT, 100, 0), (cn.FORK, me, 100), (cn.FORK, 100, 101)]:
+        pm.apply(event)
+    assert pm.pids("new") == [100, 101]
+    assert pm.pids("old") == []
+
+
+# Made-up PIDs and sessions far above this machine's own: the resync's scan leaves out
+# the test process's own session and group, which these must never be.
+P = 4_000_000
+
+
+def test_a_resync_rebuilds_the_map_from_a_snapshot() -> None:
+    me = os.getpid()
+    pm = cn.PidMap(me)
+    pm.expect("web", P + 10)
+    pm.apply((cn.FORK, me, P + 10))
+    pm.apply((cn.FORK, P + 10, P + 11))
+    pm.expect("gone", P + 30)
+    pm.apply((cn.FORK, me, P + 30))
+    # Lost on the way: the fork of P+12 (a child of P+10) and the exits of P+11 and P+30.
+    snapshot = table(st(P + 10, me, P + 10, start=5),
+                     st(P + 12, P + 10, P + 12, start=7),    # setsid'd child of a member
+                     st(P + 13, P + 10, P + 10, start=8, state="Z"),  # a zombie: not mapped
+                     st(P + 50, 1, P + 50, start=9))         # someone else
+    pm.resync(snapshot)
+    assert pm.pids("web") == [P + 10, P + 12]
+    assert pm.pids("gone") == []
+    assert pm.service_of(P + 50) is None
+    # Events after the resync apply to the rebuilt map.
+    pm.apply((cn.FORK, P + 12, P + 14))
+    assert pm.service_of(P + 14) == "web"
 
 
 def st(pid: int, ppid: int, sid: int, pgid: int | None = None, start: int = 1,
@@ -122,7 +192,7 @@ def test_lineage_claims_what_came_home_when_a_spawned_process_exits() -> None:
 
 def test_tops_are_the_members_without_a_member_parent() -> None:
     members = [st(5, 1, 5), st(6, 5, 5), st(7, 6, 5), st(9, 1, 9)]
-    assert [s.pid for s in _tops(members)] == [5, 9]
+    assert [s.pid for s in top_level(members)] == [5, 9]
 
 
 def test_mountinfo_finds_cgroup2_mounts(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ delegated cgroup). Otherwise only a configured directory is used (ROOST_CGROUP),
 created if missing and removed on exit. Membership is then exact and immune to
 setsid and double forks; `cgroup.events` says when a service is empty (pollable
 with EPOLLPRI), `cgroup.kill` kills all of it at once, even a fork bomb.
+
+`Tree` holds the mechanics; `CgroupMeans` is the means the tracker uses.
 """
 
 from __future__ import annotations
@@ -20,11 +22,17 @@ from __future__ import annotations
 import errno
 import os
 
-from roost import mountinfo
+from roost.kernel import console, mountinfo
+from roost.tracking.means import CGROUP, Means, Unplaced
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from roost.config.model import ServiceConfig
+    from collections.abc import Callable
+
+    from roost.core.model import ServiceConfig
+    from roost.kernel.loop import Loop
+    from roost.kernel.proc import ProcStat
+    from roost.tracking.means import Wait
 
 # Controllers roost uses for limits, and the files they give each service.
 CONTROLLERS = ("memory", "pids", "cpu")
@@ -325,3 +333,78 @@ class Tree:
             except OSError:
                 pass
             self.created = False
+
+
+_EPOLLPRI = 0x002
+
+
+class CgroupMeans(Means):
+    """Tracking by a cgroup per service: exact, emptiness as an event, cgroup.kill."""
+
+    name = CGROUP
+
+    def __init__(self, loop: Loop, tree: Tree):
+        super().__init__()
+        self._loop = loop
+        self.tree = tree
+        # roost made the base, or moved itself out of it: both are undone on exit.
+        self.needs_close = tree.created or tree.moved_from is not None
+
+    def describe(self) -> str:
+        """The means with its base directory."""
+        return f"cgroup ({self.tree.base})"
+
+    def place(self, config: ServiceConfig) -> str | None:
+        """Create the service's cgroup with its limits applied; its path."""
+        try:
+            path, warnings = self.tree.prepare(config)
+        except OSError as exc:
+            raise Unplaced(f"no cgroup ({exc.strerror})") from exc
+        for warning in warnings:
+            console.say(f"{config.name}: {warning}")
+        return path
+
+    def pids(self, name: str, table: dict[int, ProcStat] | None = None,
+             fresh: bool = True) -> list[int]:
+        """The PIDs in the service's cgroup and below it."""
+        return self.tree.procs(name)
+
+    def owns(self, name: str, pid: int) -> bool:
+        """True if `pid` is in the service's cgroup now."""
+        return self.tree.holds(name, pid)
+
+    def service_of(self, pid: int, table: dict[int, ProcStat] | None = None) -> str | None:
+        """The service whose cgroup holds `pid`."""
+        return self.tree.service_of(pid)
+
+    def cgroup_of(self, name: str) -> str | None:
+        """The service's cgroup directory."""
+        return self.tree.path(name)
+
+    def kill(self, name: str) -> bool:
+        """cgroup.kill: atomic, even against a fork bomb."""
+        return self.tree.kill(name)
+
+    def arm(self, name: str, wait: Wait, check: Callable[[], None]) -> bool:
+        """Watch cgroup.events, opened before the first check so no change is missed."""
+        try:
+            fd = self.tree.open_events(name)
+        except OSError:
+            return False
+        wait.fds.append(fd)
+        # cgroup.events raises EPOLLPRI on every change; reading it re-arms.
+        self._loop.watch(fd, _EPOLLPRI, lambda _events: check())
+        return True
+
+    def empty(self, name: str) -> bool:
+        """cgroup.events says `populated 0`."""
+        return not self.tree.populated(name)
+
+    def forget(self, name: str) -> None:
+        """Remove the service's (empty) cgroup."""
+        super().forget(name)
+        self.tree.remove(name)
+
+    def close(self) -> None:
+        """Remove every cgroup roost made, and go back where roost came from."""
+        self.tree.close()

@@ -9,6 +9,9 @@ PID can be freed and handed to someone else.
 The connector is usable only where its PIDs are ours: inside a PID namespace the
 kernel either sends nothing or sends the initial namespace's PIDs. `probe` finds
 out by starting a thread and looking for that very creation in the stream.
+
+`Connector` is the socket, `PidMap` the map its events build, and `ConnectorMeans`
+the means the tracker uses.
 """
 
 from __future__ import annotations
@@ -18,6 +21,18 @@ import os
 import select
 import socket
 import struct
+
+from roost.kernel import console, proc
+from roost.kernel.loop import READ
+from roost.tracking.lineage import Lineage
+from roost.tracking.means import CONNECTOR, Means
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from roost.kernel.loop import Loop
+    from roost.kernel.proc import ProcStat
 
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
@@ -128,7 +143,7 @@ class Connector:
         A thread costs nothing to reap, and the kernel reports its creation like a
         fork (child pid != child tgid), tagged with roost's PID as the kernel sees it.
         """
-        import _thread  # noqa: PLC0415 - only for the probe
+        import _thread  # noqa: PLC0415 - lazy (start-up): the probe only
 
         me = os.getpid()
         _thread.start_new_thread(lambda: None, ())
@@ -194,3 +209,158 @@ class Connector:
     def close(self) -> None:
         """Unsubscribe (by closing the socket)."""
         self.sock.close()
+
+
+class PidMap:
+    """pid -> service, following every fork of a member and forgetting every exit."""
+
+    __slots__ = ("_owner", "_pending", "_pids", "me")
+
+    def __init__(self, me: int):
+        self.me = me
+        self._owner: dict[int, str] = {}
+        self._pids: dict[str, set[int]] = {}
+        # pid roost spawned -> its service, until the spawn's own fork event is read
+        self._pending: dict[int, str] = {}
+
+    def service_of(self, pid: int) -> str | None:
+        """The service `pid` belongs to, if it is mapped."""
+        return self._owner.get(pid)
+
+    def pids(self, name: str) -> list[int]:
+        """The mapped PIDs of `name`, in order."""
+        return sorted(self._pids.get(name, ()))
+
+    def count(self, name: str) -> int:
+        """How many PIDs of `name` are mapped."""
+        return len(self._pids.get(name, ()))
+
+    def expect(self, name: str, pid: int) -> None:
+        """A spawn of `name` as `pid`: drop the service's old PIDs, await its fork event."""
+        self.drop(name)
+        self._pending[pid] = name
+
+    def confirm(self, pid: int, alive: bool) -> None:
+        """The queue was read after the spawn: map `pid` now if its fork event was not in it."""
+        name = self._pending.pop(pid, None)
+        if name is not None and alive:
+            self._add(name, pid)
+
+    def apply(self, event: Event) -> str | None:
+        """Follow one event; the service a member left, if it was an exit of a member."""
+        kind, a, b = event
+        if kind == FORK:
+            self.fork(a, b)
+            return None
+        return self.exit(a) if kind == EXIT else None
+
+    def fork(self, parent: int, child: int) -> None:
+        """A child of a member is a member; so is a child of roost it is waiting for."""
+        name = self._owner.get(parent)
+        if name is None and parent == self.me:
+            name = self._pending.pop(child, None)
+        if name is not None:
+            self._add(name, child)
+
+    def exit(self, pid: int) -> str | None:
+        """`pid` exited: unmap it; the service it was in, if any."""
+        name = self._owner.pop(pid, None)
+        if name is not None:
+            pids = self._pids.get(name)
+            if pids is not None:
+                pids.discard(pid)
+        return name
+
+    def drop(self, name: str) -> None:
+        """Unmap every PID of `name`."""
+        for pid in self._pids.pop(name, set()):
+            self._owner.pop(pid, None)
+
+    def resync(self, table: dict[int, ProcStat]) -> None:
+        """Events were lost: rebuild from a /proc snapshot, seeded with what the map held."""
+        floor = Lineage(self.me)
+        for name, pids in self._pids.items():
+            floor.known[name] = {p: table[p].starttime for p in pids if p in table}
+            floor.ids[name] = set()
+        owner = floor.scan(table)
+        self._owner = {p: n for p, n in owner.items() if table[p].state != "Z"}
+        self._pids = {}
+        for pid, name in self._owner.items():
+            self._pids.setdefault(name, set()).add(pid)
+
+    def _add(self, name: str, pid: int) -> None:
+        self._owner[pid] = name
+        self._pids.setdefault(name, set()).add(pid)
+
+
+class ConnectorMeans(Means):
+    """Tracking by the kernel's fork and exit events: exact where the PIDs are ours."""
+
+    name = CONNECTOR
+
+    def __init__(self, loop: Loop, conn: Connector, me: int,
+                 emptied: Callable[[str], None], left: Callable[[], None]):
+        """`emptied(name)`: the last member went; `left()`: a member exited."""
+        super().__init__()
+        self._loop = loop
+        self._conn: Connector | None = conn
+        self._emptied = emptied
+        self._left = left
+        self.map = PidMap(me)
+        loop.watch(conn.fileno(), READ, lambda _events: self.sync())
+
+    def sync(self) -> None:
+        """Read every queued event into the map."""
+        if self._conn is None:
+            return
+        events, lost = self._conn.read()
+        for event in events:
+            name = self.map.apply(event)
+            if name is not None:
+                if not self.map.count(name):
+                    self._emptied(name)
+                # Its children (if any) are coming home to roost: note them as they arrive.
+                self._left()
+        if lost:
+            console.say("tracking: the kernel dropped process events; rebuilding from /proc")
+            self.map.resync(proc.snapshot())
+            for name in sorted(self.names):
+                if not self.map.count(name):
+                    self._emptied(name)
+
+    def started(self, name: str, pid: int, st: ProcStat | None, forking: bool) -> None:
+        """Map the new instance by its fork event (or at once, if none was queued)."""
+        self.map.expect(name, pid)
+        # Events queued before the spawn (an old owner of this PID exiting) must be
+        # read first; the spawn's own fork event then maps the child.
+        self.sync()
+        self.map.confirm(pid, alive=st is not None)
+
+    def pids(self, name: str, table: dict[int, ProcStat] | None = None,
+             fresh: bool = True) -> list[int]:
+        """The mapped PIDs of `name`, once the queue is read."""
+        self.sync()
+        return self.map.pids(name)
+
+    def owns(self, name: str, pid: int) -> bool:
+        """True if the map gives `pid` to `name`."""
+        # Had the member exited before pidfd_open, its exit event would be queued by
+        # now: no event means the pidfd names the member.
+        return self.map.service_of(pid) == name
+
+    def service_of(self, pid: int, table: dict[int, ProcStat] | None = None) -> str | None:
+        """The service the map gives `pid` to, once the queue is read."""
+        self.sync()
+        return self.map.service_of(pid)
+
+    def forget(self, name: str) -> None:
+        """Unmap every PID of `name`."""
+        super().forget(name)
+        self.map.drop(name)
+
+    def close(self) -> None:
+        """Unsubscribe."""
+        if self._conn is not None:
+            self._loop.unwatch(self._conn.fileno())
+            self._conn.close()
+            self._conn = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -41,17 +42,15 @@ CORE_STDLIB = {"__future__", "collections", "collections.abc", "heapq", "typing"
 LAZY = re.compile(r"#\s*noqa: (?:[A-Z]+[0-9]+, )*PLC0415 - lazy \((start-up|memory|child)\): \S")
 
 
-class Import:
+class Import(NamedTuple):
     """One import statement: where it is, what it names, how it runs."""
 
-    def __init__(self, module: str, target: str, line: int, lazy: bool, typing_only: bool,
-                 text: str):
-        self.module = module
-        self.target = target
-        self.line = line
-        self.lazy = lazy
-        self.typing_only = typing_only
-        self.text = text
+    module: str
+    target: str
+    line: int
+    lazy: bool
+    typing_only: bool
+    text: str
 
     def __repr__(self) -> str:
         return f"{self.module}:{self.line} imports {self.target}"

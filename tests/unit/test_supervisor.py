@@ -17,6 +17,7 @@ from roost.core import machine
 from roost.core.exits import ExitStatus
 from roost.core.model import Config, ServiceConfig, Settings
 from roost.kernel.loop import Loop
+from roost.kernel.reaper import Reaper
 from roost.supervise.logs import LogSettings
 from roost.supervise.supervisor import Supervisor
 from roost.tracking import Tracker
@@ -67,24 +68,15 @@ class FakeChild:
         self.closed = True
 
 
-class FakeReaper:
-    """The reaper's interface; exits come from the test."""
+class FakeReaper(Reaper):
+    """roost's reaper, never drained: the exits come from the test."""
 
-    def __init__(self) -> None:
-        self.watched: dict[int, Callable[[int, ExitStatus], None]] = {}
-        self.on_orphan = None
-
-    def watch(self, pid: int, callback: Callable[[int, ExitStatus], None]) -> None:
-        self.watched[pid] = callback
-
-    def forget(self, pid: int) -> None:
-        self.watched.pop(pid, None)
-
-    def owns(self, pid: int) -> bool:
-        return pid in self.watched
+    __slots__ = ()
 
     def exit(self, pid: int, status: ExitStatus) -> None:
-        self.watched.pop(pid)(pid, status)
+        assert self.owns(pid), f"nobody watches {pid}"
+        callback = self._owners.pop(pid)
+        callback(pid, status)
 
 
 class World:
@@ -97,7 +89,7 @@ class World:
         self._next_pid = PID_MAX + 1000
         config = Config("/nonexistent", {s.name: s for s in services}, Settings())
         tracker = Tracker(self.loop, means="lineage", cgroup="off", pid1=False)
-        self.supervisor = Supervisor(config, self.loop, self.reaper,  # type: ignore[arg-type]
+        self.supervisor = Supervisor(config, self.loop, self.reaper,
                                      LogSettings(None, console=False), tracker,
                                      spawner=self.spawn, environ={"PATH": "/usr/bin"})
 

@@ -146,17 +146,11 @@ class Machine:
         """Want the service down for `reason`; what runs stops once the order calls stop()."""
         self.want = False
         self._stop_reason = reason
-        if self.state == STOPPING:
-            self._after_stop = "down"
-            self.reason = reason
-        elif self.state == BACKOFF:
-            self._enter(DOWN, now, reason)
-            return [Disarm(T_BACKOFF)]
-        elif self.state in (DONE, FAILED):
+        if self.state in (DONE, FAILED):
             self._enter(DOWN, now, reason)
         elif self.state == DOWN:
             self.reason = reason
-        return []
+        return self._no_start_after(now, reason)
 
     def start(self, now: float) -> list[Action]:
         """Want the service up and start it now, or once its current stop completes."""
@@ -203,15 +197,9 @@ class Machine:
             actions = self._begin_stop(now, reason)
             self._after_stop = "down"
             return actions
-        if self.state == STOPPING:
-            self._after_stop = "down"
+        if self.state == DOWN and self.want:
             self.reason = reason
-        elif self.state == BACKOFF:
-            self._enter(DOWN, now, reason)
-            return [Disarm(T_BACKOFF)]
-        elif self.state == DOWN and self.want:
-            self.reason = reason
-        return []
+        return self._no_start_after(now, reason)
 
     def wait_for(self, now: float, reason: str) -> list[Action]:
         """The order keeps the service where it is for now, for `reason` (shown, nothing more)."""
@@ -330,6 +318,16 @@ class Machine:
         self.reason = reason
         if state == UP:
             self.up_since = now
+
+    def _no_start_after(self, now: float, reason: str) -> list[Action]:
+        """A stop in progress ends down; a pending restart is called off: down now."""
+        if self.state == STOPPING:
+            self._after_stop = "down"
+            self.reason = reason
+        elif self.state == BACKOFF:
+            self._enter(DOWN, now, reason)
+            return [Disarm(T_BACKOFF)]
+        return []
 
     def _spawn(self, now: float) -> list[Action]:
         self.starts.append(now)

@@ -176,8 +176,17 @@ class Order:
         names = list(names)
         group = set(names)
         for name in names:
-            group |= {n for n in self.requirers(name) if self.machines[n].state in RUNNING}
-        if group == set(names):
+            # What requires them and is wanted: what runs stops first and starts again
+            # after; what waits (backoff, held, a finished oneshot) stays wanted. One on its
+            # way down by request stays down.
+            group |= {n for n in self.requirers(name) if self.machines[n].want}
+        # A machine restarts on its own only if wanted, its stop's turn has come (nothing
+        # ordered after it is on its way down) and what it requires is ready to see it
+        # start again; otherwise it stops in order, and starts in order, as a group.
+        if group == set(names) and all(
+                self.machines[n].want and self.why_not_stop(n) is None
+                and all(self.machines[d].state in READY for d in self.machines[n].config.requires)
+                for n in names if self.machines[n].state in (STARTING, UP)):
             moves: list[Move] = []
             for name in names:
                 machine = self.machines[name]

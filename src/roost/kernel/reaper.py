@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 class Reaper:
     """Drain every exited child and route its status to the PID's owner."""
 
-    __slots__ = ("_owners", "childless", "on_orphan", "reaped")
+    __slots__ = ("_owners", "childless", "on_orphan")
 
     def __init__(self) -> None:
         self._owners: dict[int, Callable[[int, ExitStatus], None]] = {}

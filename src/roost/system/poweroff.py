@@ -302,10 +302,7 @@ def main(prog: str, args: list[str]) -> int:
             return EXIT_OK
         result = ask(opts.kind, address=opts.control or SYSTEM_CONTROL, deadline=opts.deadline,
                      force=opts.force)
-    except (TimeoutError, Refused) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except OSError as exc:
+    except (Refused, OSError) as exc:  # TimeoutError among them
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -21,8 +21,9 @@ checks them against random graphs and random process behaviour):
   has stopped.
 - When a requirement fails, what requires it is held: stopped if it runs, still
   wanted, started again once the requirement is up.
-- A restart stops the service and every running service that requires it; they
-  all start again once every one of them is down.
+- A restart stops the service and every running service that requires it (what
+  waits, in backoff or held, stays wanted); they all start again once every one of
+  them is down.
 
 A change wakes its neighbours through a work list, not by recursion: a chain of a
 thousand services settles in one call without growing the stack.
@@ -132,6 +133,9 @@ class Order:
         names = list(names)
         asked = set(names)
         targets = graph.closure(names, self._edges.requires)
+        # A start overrides a restart under way: what it wants up starts in its turn, and
+        # is not started again by the restart once it is down later.
+        self._restarts = [group - targets for group in self._restarts if group - targets]
         for name in targets:
             self.machines[name].want_up(now, fresh=explicit and name in asked)
         moves: list[Move] = []
@@ -177,8 +181,8 @@ class Order:
         group = set(names)
         for name in names:
             # What requires them and is wanted: what runs stops first and starts again
-            # after; what waits (backoff, held, a finished oneshot) stays wanted. One on its
-            # way down by request stays down.
+            # after; what waits (backoff, held) stays wanted; a finished oneshot runs again
+            # after them. One on its way down by request stays down.
             group |= {n for n in self.requirers(name) if self.machines[n].want}
         # A machine restarts on its own only if wanted, its stop's turn has come (nothing
         # ordered after it is on its way down) and what it requires is ready to see it
@@ -293,10 +297,15 @@ class Order:
             if machine is None:
                 continue
             if machine.want:
-                if machine.state in (STARTING, UP):
-                    failed = self._failure_below(name)
-                    # Held by a failure: it stops in its turn, as a stop does.
-                    if failed is not None and self.why_not_stop(name) is None:
+                failed = self._failure_below(name)
+                if failed is not None:
+                    # Held by a failure: what runs stops in its turn, as a stop does; what
+                    # does not (down, backoff, done, stopping) is held at once.
+                    if machine.state not in (STARTING, UP) or self.why_not_stop(name) is None:
+                        if machine.state == DONE:
+                            # A finished oneshot runs again once the requirement is back,
+                            # and what requires it waits for that.
+                            machine.want_up(now, fresh=True)
                         self._move(name, machine.hold(now, f"requirement {failed} failed"),
                                    now, moves)
                     continue
@@ -332,25 +341,15 @@ class Order:
         # Dependents may now start; or, when it stopped, what it was ordered after may stop.
         self._enqueue(sorted(edges.dependents.get(name, ())))
         self._enqueue(machine.config.after)
-        if machine.state == DOWN and machine.want:
-            # Held, or asked up again while it stopped: its own turn may have come.
+        if machine.want:
+            # Held, or asked up again while it stopped: its own turn may have come. Or
+            # held while it moved on its own (a crash into backoff, a oneshot done).
             self._enqueue([name])
         if machine.state == FAILED:
-            held = self.requirers(name)
-            for dependent in sorted(held):
-                other = self.machines[dependent]
-                if other.want:
-                    if other.state == DONE:
-                        # A finished oneshot is held too: it runs again once the
-                        # requirement is back, and what requires it waits for that.
-                        other.want_up(now, fresh=True)
-                    if other.state not in (STARTING, UP):
-                        self._move(dependent, other.hold(now, f"requirement {name} failed"),
-                                   now, moves)
-            # What runs is stopped in its turn, after what is ordered after it (queued
-            # here: each requires one of these). A service that only wants one of these,
-            # which now cannot start, need wait no longer.
-            held.add(name)
+            # What requires it is held, in its turn (_run): queued here, as each requires
+            # one of these. A service that only wants one of these, which now cannot
+            # start, need wait no longer.
+            held = self.requirers(name) | {name}
             self._enqueue(sorted({d for n in held for d in edges.dependents.get(n, ())}))
 
     def _failure_below(self, name: str) -> str | None:

@@ -409,6 +409,12 @@ def test_restart_keeps_what_is_wanted_wanted(configs: list[ServiceConfig],
     assert wanted | set(names) <= now_wanted, f"no longer wanted: {wanted - now_wanted}"
 
 
+def one_up(world: World, data: st.DataObject, label: str) -> str | None:
+    """A service that is up, drawn at random; None if none is."""
+    candidates = sorted(n for n in world.procs if world.state(n) == UP)
+    return data.draw(st.sampled_from(candidates), label=label) if candidates else None
+
+
 @SETTINGS
 @given(configs=graphs(), data=st.data())
 def test_failed_requirement_holds_requirers_until_started(configs: list[ServiceConfig],
@@ -417,10 +423,9 @@ def test_failed_requirement_holds_requirers_until_started(configs: list[ServiceC
     # `down: requirement db failed`; it stays wanted, and starts again once the requirement
     # is up again (after a `roost start db`).
     world = up_world(configs, data)
-    candidates = sorted(n for n in world.procs if world.state(n) == UP)
-    if not candidates:
+    name = one_up(world, data, "fails")
+    if name is None:
         return
-    name = data.draw(st.sampled_from(candidates), label="fails")
     world.m(name).config.restart = "never"
     wanted = {n for n, m in world.order.machines.items() if m.want}
     ready = {n for n, s in world.states().items() if s in READY}
@@ -459,10 +464,9 @@ def test_requirement_in_backoff_keeps_requirers_up(configs: list[ServiceConfig],
                                                    data: st.DataObject) -> None:
     # docs: a requirement that merely restarts (backoff) does not take its requirers down.
     world = up_world(configs, data)
-    candidates = sorted(n for n in world.procs if world.state(n) == UP)
-    if not candidates:
+    name = one_up(world, data, "crashes")
+    if name is None:
         return
-    name = data.draw(st.sampled_from(candidates), label="crashes")
     cfg = world.m(name).config
     cfg.restart = data.draw(st.sampled_from(["always", "on-failure"]))
     cfg.restart_limit = 10

@@ -15,7 +15,7 @@ import os
 import resource
 import sys
 
-from roost.config.load import ConfigInvalid
+from roost.config.errors import ConfigInvalid
 from roost.config.reader import load as load_config
 from roost.config.reader import read as read_config
 from roost.control.commands import Dispatcher

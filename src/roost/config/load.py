@@ -12,6 +12,7 @@ import os
 import re
 
 from roost.config.check import SERVICE_KEYS, SETTINGS_KEYS, checked, known_group, known_user
+from roost.config.errors import ConfigError, ConfigInvalid
 from roost.core.graph import find_cycle
 from roost.core.model import Config, ServiceConfig, Settings
 from roost.kernel.spawn import find_executable
@@ -22,33 +23,6 @@ if TYPE_CHECKING:
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*\Z")
 SETTINGS_FILE = "roost.toml"
-
-
-class ConfigError:
-    """One problem: where it is (file, line, key) and what is wrong."""
-
-    __slots__ = ("key", "line", "message", "path")
-
-    def __init__(self, path: str, message: str, key: str | None = None, line: int | None = None):
-        self.path = path
-        self.message = message
-        self.key = key
-        self.line = line
-
-    def __str__(self) -> str:
-        where = self.path if self.line is None else f"{self.path}:{self.line}"
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
-
-    def __repr__(self) -> str:
-        return f"ConfigError({str(self)!r})"
-
-
-class ConfigInvalid(Exception):
-    """The configuration has errors; `errors` lists every one."""
-
-    def __init__(self, errors: list[ConfigError]):
-        super().__init__("\n".join(str(e) for e in errors))
-        self.errors = errors
 
 
 # -- locating keys in the text ------------------------------------------------

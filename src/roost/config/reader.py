@@ -16,7 +16,7 @@ import os
 import select
 import time
 
-from roost.config.load import ConfigError, ConfigInvalid
+from roost.config.errors import ConfigError, ConfigInvalid
 from roost.core.model import Config, ServiceConfig, Settings
 
 TYPE_CHECKING = False

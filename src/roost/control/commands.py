@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from roost import __version__
-from roost.config.load import ConfigInvalid
+from roost.config.errors import ConfigInvalid
 from roost.control import protocol
 from roost.control.protocol import ProtocolError
 from roost.core import sigs

@@ -223,8 +223,7 @@ class Order:
 
     def blocked(self, name: str) -> bool:
         """True if something `name` requires, directly or further down, has failed."""
-        return any(self.machines[dep].state == FAILED
-                   for dep in graph.closure([name], self._edges.requires) - {name})
+        return self._failure_below(name) is not None
 
     def why_not_start(self, name: str) -> str | None:
         """None if wanted `name` may start now, else what it waits for."""

@@ -15,12 +15,11 @@ if TYPE_CHECKING:
 class Runtime:
     """One configured service: its machine, its current process, and its pipes."""
 
-    __slots__ = ("child", "config", "exec_error", "log", "machine", "name", "notify_fd",
+    __slots__ = ("child", "exec_error", "log", "machine", "name", "notify_fd",
                  "notify_sock", "removing", "status_text", "timers")
 
-    def __init__(self, config: ServiceConfig, machine: Machine, log: ServiceLog):
-        self.name = config.name
-        self.config = config
+    def __init__(self, machine: Machine, log: ServiceLog):
+        self.name = machine.config.name
         self.machine = machine
         self.log = log
         self.child: Child | None = None
@@ -30,3 +29,8 @@ class Runtime:
         self.notify_sock: NotifySocket | None = None
         self.removing = False
         self.status_text = ""
+
+    @property
+    def config(self) -> ServiceConfig:
+        """The service's definition: the machine's, which a reload replaces."""
+        return self.machine.config

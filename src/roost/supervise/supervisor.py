@@ -49,7 +49,6 @@ class Supervisor:
                  nofile: tuple[int, int] | None = None,
                  spawner: Callable[[Command], Child] = spawn,
                  environ: dict[str, str] | None = None):
-        self.config = config
         self.loop = loop
         self.reaper = reaper
         self.log_settings = logs
@@ -70,7 +69,7 @@ class Supervisor:
     def _add(self, config: ServiceConfig) -> Runtime:
         log = ServiceLog(config.name, self.log_settings)
         log.attach(self.loop)
-        rt = Runtime(config, self.order.add(config, self.loop.now()), log)
+        rt = Runtime(self.order.add(config, self.loop.now()), log)
         if config.type == "notify":
             self._open_notify_socket(rt)
         self.services[config.name] = rt
@@ -126,7 +125,6 @@ class Supervisor:
         """Apply a validated configuration: add, remove and restart only what changed."""
         old = {name: rt.config for name, rt in self.services.items() if not rt.removing}
         added, removed, changed = model.changes(old, new.services)
-        self.config = new
         for name in removed:
             self._retire(self.services[name])
         restart: list[str] = []
@@ -134,7 +132,6 @@ class Supervisor:
             rt = self.services[name]
             cfg = new.services[name]
             was_running = rt.machine.state in (*machine.RUNNING, machine.BACKOFF)
-            rt.config = cfg
             self.order.reconfigure(cfg)
             if cfg.type == "notify" and rt.notify_sock is None:
                 self._open_notify_socket(rt)

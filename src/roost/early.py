@@ -7,9 +7,8 @@ and unblocks it. This module is imported before anything else, so the window in
 which a signal can be lost is the interpreter's own start-up and nothing more.
 """
 
-from __future__ import annotations
-
 import _signal
+import gc
 
 # Signals the CPU raises for a faulting thread are left alone: blocked, a fault
 # would kill the process with no report.
@@ -18,11 +17,19 @@ _FAULTS = {
     _signal.SIGTRAP, _signal.SIGSYS, _signal.SIGABRT,
 }
 
-ORIGINAL_MASK: set[int] = _signal.pthread_sigmask(
+ORIGINAL_MASK: "set[int]" = _signal.pthread_sigmask(
     _signal.SIG_BLOCK, _signal.valid_signals() - _FAULTS - {_signal.SIGKILL, _signal.SIGSTOP}
 )
 
 
+# Start-up makes only what lives as long as roost (modules, classes, functions), so a
+# collection during it finds nothing to free and costs a container start about 60 µs.
+# The reactor turns the collector back on when it first runs (kernel/loop.py), a client
+# in restore().
+gc.disable()
+
+
 def restore() -> None:
-    """Give back the mask roost started with (client commands need no blocking)."""
+    """Give back what start-up took: the signal mask roost started with, and the collector."""
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ORIGINAL_MASK)
+    gc.enable()

@@ -22,7 +22,7 @@ from roost.control.commands import Dispatcher
 from roost.control.protocol import default_address
 from roost.control.server import AddressInUse, ControlServer
 from roost.core import sigs
-from roost.kernel import accounts, console
+from roost.kernel import accounts, console, prctl
 from roost.kernel.loop import Loop
 from roost.kernel.reaper import Reaper
 from roost.supervise.logs import LogSettings
@@ -89,9 +89,7 @@ class Manager:
     def run(self) -> int:
         """Start every service and supervise until shut down; return the exit status."""
         if not self.pid1:
-            from roost.kernel import linux  # noqa: PLC0415 - lazy (start-up): ctypes
-
-            linux.become_subreaper("daemons that fork away will not come back to roost")
+            prctl.become_subreaper("daemons that fork away will not come back to roost")
         if self.control is None:
             self.open_control()
         self.loop.handle_signals(HANDLED_SIGNALS, self.on_signal)

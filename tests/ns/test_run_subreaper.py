@@ -234,8 +234,8 @@ def test_subreaper_bit_as_the_kernel_reports_it() -> None:
     # its effect on a running roost.
     code = (
         "import ctypes, sys\n"
-        "from roost.kernel import linux\n"
-        "linux.become_subreaper('orphans will not come back to roost')\n"
+        "from roost.kernel import prctl\n"
+        "prctl.become_subreaper('orphans will not come back to roost')\n"
         "libc = ctypes.CDLL(None)\n"
         "flag = ctypes.c_int(-1)\n"
         "libc.prctl(37, ctypes.byref(flag), 0, 0, 0)\n"

@@ -7,8 +7,6 @@ roost waits until the last one is gone or the grace period ends, then KILLs
 what is left.
 """
 
-from __future__ import annotations
-
 import _signal
 import os
 
@@ -36,7 +34,7 @@ KILL_WAIT = 2.0
 class ContainerInit:
     """The main child, the signals forwarded to it, and the sweep after it exits."""
 
-    def __init__(self, opts: RunOptions, loop: Loop, reaper: Reaper):
+    def __init__(self, opts: "RunOptions", loop: "Loop", reaper: "Reaper"):
         self.opts = opts
         self.loop = loop
         self.reaper = reaper
@@ -57,7 +55,7 @@ class ContainerInit:
 
     # -- start -------------------------------------------------------------
 
-    def start(self, extra_env: dict[str, str] | None = None) -> None:
+    def start(self, extra_env: "dict[str, str] | None" = None) -> None:
         """Spawn the main command, with the terminal and socket-activation fds it is owed."""
         env = dict(os.environ)
         if extra_env:
@@ -130,11 +128,11 @@ class ContainerInit:
 
     # -- exits -------------------------------------------------------------
 
-    def on_orphan(self, pid: int, status: ExitStatus) -> None:
+    def on_orphan(self, pid: int, status: "ExitStatus") -> None:
         """Log a reaped orphan (installed with -v only)."""
         console.say(f"reaped {pid} ({status.describe()})")
 
-    def _main_exited(self, pid: int, status: ExitStatus) -> None:
+    def _main_exited(self, pid: int, status: "ExitStatus") -> None:
         assert self.child is not None
         self.status = status
         known, error = self.child.exec_result()
@@ -202,7 +200,7 @@ class ContainerInit:
         self.loop.stop()
 
 
-def _foreground_tty() -> int | None:
+def _foreground_tty() -> "int | None":
     """Return 0 if stdin is a terminal whose foreground group is roost's (the child takes it)."""
     try:
         if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
@@ -212,7 +210,7 @@ def _foreground_tty() -> int | None:
     return None
 
 
-def _quote(argv: list[str]) -> str:
+def _quote(argv: "list[str]") -> str:
     """A command line on one line: odd arguments (spaces, newlines, empty) in Python quotes."""
     return " ".join(a if a and a.isprintable() and " " not in a and "'" not in a else repr(a)
                     for a in argv)

@@ -4,8 +4,6 @@
 timed on every container start (docs/DESIGN.md, "import cost").
 """
 
-from __future__ import annotations
-
 import _signal
 
 from roost.core import sigs
@@ -69,7 +67,7 @@ MAX_GRACE = 1_000_000.0
 _FLAGS = "vgh"
 
 
-def _pairs(text: str, parse: Callable[[str], int]) -> list[tuple[int, int]]:
+def _pairs(text: str, parse: "Callable[[str], int]") -> "list[tuple[int, int]]":
     pairs = []
     for item in text.split(","):
         left, sep, right = item.partition(":")
@@ -94,7 +92,7 @@ def _signal_number(text: str) -> int:
         raise UsageError(f"--signal-map: {exc}") from None
 
 
-def _signal_map(text: str) -> list[tuple[int, int]]:
+def _signal_map(text: str) -> "list[tuple[int, int]]":
     pairs = _pairs(text, _signal_number)
     for source, _ in pairs:
         if source not in FORWARDED:
@@ -114,7 +112,7 @@ def _grace(text: str) -> float:
     return grace
 
 
-def parse(args: list[str]) -> RunOptions:
+def parse(args: "list[str]") -> "RunOptions":
     """Parse `roost run` arguments; raise UsageError with a one-line reason."""
     opts = RunOptions()
     args = list(args)

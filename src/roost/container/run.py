@@ -8,8 +8,6 @@ This path is timed on every container start, so it imports only the reactor,
 the reaper and the spawner (tests/ns/test_run_startup.py holds it to that).
 """
 
-from __future__ import annotations
-
 import os
 import sys
 
@@ -44,7 +42,7 @@ def _open_stdio() -> None:
             os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
 
 
-def _listen_fds(env: Mapping[str, str]) -> list[int]:
+def _listen_fds(env: "Mapping[str, str]") -> "list[int]":
     """The socket-activation fds passed to roost itself (LISTEN_PID is roost's PID), if open.
 
     Call it before roost opens any descriptor, or it would count roost's own.
@@ -59,7 +57,7 @@ def _listen_fds(env: Mapping[str, str]) -> list[int]:
     return [fd for fd in range(3, 3 + max(0, min(count, 4096))) if _is_open(fd)]
 
 
-def main(args: list[str]) -> int:
+def main(args: "list[str]") -> int:
     """Run `roost run`; return the exit status roost should exit with."""
     try:
         opts = parse(args)
@@ -73,9 +71,9 @@ def main(args: list[str]) -> int:
     _open_stdio()
     listen = _listen_fds(os.environ)
     if os.getpid() != 1:
-        from roost.kernel import linux  # noqa: PLC0415 - lazy (start-up): not needed as PID 1
+        from roost.kernel import prctl  # noqa: PLC0415 - lazy (start-up): not needed as PID 1
 
-        linux.become_subreaper("orphans will not come back to roost")
+        prctl.become_subreaper("orphans will not come back to roost")
     loop = Loop()
     reaper = Reaper()
     init = ContainerInit(opts, loop, reaper)

@@ -1,7 +1,5 @@
 """How a process ended, and how to say it in words and in an exit code."""
 
-from __future__ import annotations
-
 from roost.core import sigs
 
 
@@ -10,7 +8,7 @@ class ExitStatus:
 
     __slots__ = ("code", "core", "signal")
 
-    def __init__(self, code: int | None = None, signal: int | None = None, core: bool = False):
+    def __init__(self, code: "int | None" = None, signal: "int | None" = None, core: bool = False):
         self.code = code
         self.signal = signal
         self.core = core

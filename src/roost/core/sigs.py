@@ -4,29 +4,35 @@
 pays on every start; `_signal` is already loaded by the interpreter.
 """
 
-from __future__ import annotations
-
 import _signal
 
 # Aliases share a number with a canonical name; prefer the names users know.
 _ALIASES = frozenset({"SIGIOT", "SIGPOLL", "SIGCLD"})
 
-RTMIN: int = _signal.SIGRTMIN
-RTMAX: int = _signal.SIGRTMAX
+RTMIN = _signal.SIGRTMIN
+RTMAX = _signal.SIGRTMAX
 
-_BY_NUMBER: dict[int, str] = {}
-for _name, _value in vars(_signal).items():
-    if (
-        _name.startswith("SIG")
-        and not _name.startswith("SIG_")
-        and _name not in _ALIASES
-        and _name not in ("SIGRTMIN", "SIGRTMAX")
-        and isinstance(_value, int)
-    ):
-        _BY_NUMBER[_value] = _name
+# Built on first use: the loop over `_signal` is start-up time a container init
+# pays on every start, and most runs never name a signal.
+_BY_NUMBER: "dict[int, str]" = {}
+
+
+def _by_number() -> "dict[int, str]":
+    if not _BY_NUMBER:
+        for key, value in vars(_signal).items():
+            if (
+                key.startswith("SIG")
+                and not key.startswith("SIG_")
+                and key not in _ALIASES
+                and key not in ("SIGRTMIN", "SIGRTMAX")
+                and isinstance(value, int)
+            ):
+                _BY_NUMBER[value] = key
+    return _BY_NUMBER
+
 
 # Raised by the CPU for the faulting thread; blocking or catching them hides crashes.
-SYNCHRONOUS: frozenset[int] = frozenset(
+SYNCHRONOUS = frozenset(
     {
         _signal.SIGSEGV,
         _signal.SIGBUS,
@@ -38,16 +44,16 @@ SYNCHRONOUS: frozenset[int] = frozenset(
     }
 )
 
-UNCATCHABLE: frozenset[int] = frozenset({_signal.SIGKILL, _signal.SIGSTOP})
+UNCATCHABLE = frozenset({_signal.SIGKILL, _signal.SIGSTOP})
 
-ALL: frozenset[int] = frozenset(_signal.valid_signals())
+ALL = frozenset(_signal.valid_signals())
 
-CATCHABLE: frozenset[int] = ALL - UNCATCHABLE - SYNCHRONOUS
+CATCHABLE = ALL - UNCATCHABLE - SYNCHRONOUS
 
 
 def name(signum: int) -> str:
     """Return the conventional name of a signal number (SIGTERM, SIGRTMIN+3)."""
-    known = _BY_NUMBER.get(signum)
+    known = _by_number().get(signum)
     if known is not None:
         return known
     if RTMIN <= signum <= RTMAX:
@@ -79,7 +85,7 @@ def number(text: str) -> int:
             raise ValueError(f"no such signal: {text}")
     if spec in _ALIASES:
         return int(getattr(_signal, spec))
-    for value, known in _BY_NUMBER.items():
+    for value, known in _by_number().items():
         if known == spec:
             return value
     raise ValueError(f"no such signal: {text}")

@@ -4,8 +4,6 @@ No `logging` (tens of milliseconds to import) and no buffering: a message writte
 just before PID 1 hands the machine to reboot(2) must already be on the console.
 """
 
-from __future__ import annotations
-
 import os
 import time
 
@@ -14,8 +12,8 @@ _timestamps = False
 _verbose = False
 
 
-def configure(fd: int | None = None, timestamps: bool | None = None,
-              verbose: bool | None = None) -> None:
+def configure(fd: "int | None" = None, timestamps: "bool | None" = None,
+              verbose: "bool | None" = None) -> None:
     """Choose where messages go, whether they carry a timestamp, and whether debug shows."""
     global _fd, _timestamps, _verbose
     if fd is not None:
@@ -31,7 +29,7 @@ def verbose() -> bool:
     return _verbose
 
 
-def stamp(wall: float | None = None) -> str:
+def stamp(wall: "float | None" = None) -> str:
     """Format a wall-clock time as local ISO 8601 with milliseconds."""
     wall = time.time() if wall is None else wall
     millis = int(wall * 1000) % 1000

@@ -1,23 +1,19 @@
-"""Linux system calls the standard library lacks, in one place.
+"""The machine-wide system calls PID 1 makes that the standard library lacks.
 
-`ctypes` is loaded on first use only: a container init that is PID 1 needs none
-of these and should not pay for the import.
+Mounts, reboot, pivot_root, swap, loop devices, the hostname, and signalling every
+process. `ctypes` is loaded on first use only; a container init never loads this module.
+The process controls every role needs (subreaper, parent-death signal) are in prctl.py.
 """
 
 from __future__ import annotations
 
 import os
 
-from roost.kernel import console
+from roost.kernel.prctl import checked
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ctypes
-    from collections.abc import Callable
-
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-PR_GET_CHILD_SUBREAPER = 37
 
 _libc: ctypes.CDLL | None = None
 
@@ -30,78 +26,6 @@ def libc() -> ctypes.CDLL:
 
         _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
-
-
-def _check(result: int, what: str) -> int:
-    if result < 0:
-        import _ctypes  # noqa: PLC0415 - lazy (start-up): errno as saved at the call
-
-        err = _ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-    return result
-
-
-_prctl: Callable[..., int] | None = None
-
-
-def _prctl_function() -> Callable[..., int]:
-    """prctl(2) built on `_ctypes` alone.
-
-    `import ctypes` costs about 4 ms, most of a container init's own start-up when
-    it is not PID 1 and must become a subreaper; the C module underneath costs 0.6.
-    These are the same few definitions ctypes makes for c_int and c_ulong.
-    """
-    global _prctl
-    if _prctl is None:
-        import _ctypes  # noqa: PLC0415 - lazy (start-up): see the docstring
-
-        class Int(_ctypes._SimpleCData):  # type: ignore[type-arg]
-            _type_ = "i"
-
-        class ULong(_ctypes._SimpleCData):  # type: ignore[type-arg]
-            _type_ = "L"
-
-        class Function(_ctypes.CFuncPtr):
-            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-            _restype_ = Int
-
-        this_process = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]
-        function = Function(_ctypes.dlsym(this_process, "prctl"))
-        function.argtypes = (Int, ULong, ULong, ULong, ULong)
-        _prctl = function
-    return _prctl
-
-
-def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    """Call the prctl system call; raise OSError on failure."""
-    return _check(_prctl_function()(option, arg2, arg3, arg4, arg5), "prctl")
-
-
-def set_child_subreaper() -> None:
-    """Make orphaned descendants re-parent to this process (PR_SET_CHILD_SUBREAPER)."""
-    prctl(PR_SET_CHILD_SUBREAPER, 1)
-
-
-def become_subreaper(otherwise: str) -> None:
-    """Become a child subreaper, or warn that `otherwise` (what is lost without it)."""
-    try:
-        set_child_subreaper()
-    except OSError as exc:
-        console.say(f"warning: cannot become a child subreaper ({exc.strerror}); {otherwise}")
-
-
-def is_child_subreaper() -> bool:
-    """True if this process is a child subreaper."""
-    import ctypes  # noqa: PLC0415 - lazy (start-up): see the module docstring
-
-    flag = ctypes.c_int(0)
-    prctl(PR_GET_CHILD_SUBREAPER, ctypes.addressof(flag))
-    return bool(flag.value)
-
-
-def set_pdeathsig(signum: int) -> None:
-    """Ask for `signum` when the parent thread dies (PR_SET_PDEATHSIG)."""
-    prctl(PR_SET_PDEATHSIG, signum)
 
 
 # -- PID 1 only: mounts, reboot, and signalling every process -------------------
@@ -208,7 +132,7 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
     fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                    ctypes.c_char_p]
     fn.restype = ctypes.c_int
-    _check(fn(_path(source), _path(target), _path(fstype), flags, _path(data)),
+    checked(fn(_path(source), _path(target), _path(fstype), flags, _path(data)),
            f"mount {target}")
 
 
@@ -220,7 +144,7 @@ def umount(target: str, flags: int = 0) -> None:
     fn = libc().umount2
     fn.argtypes = [ctypes.c_char_p, ctypes.c_int]
     fn.restype = ctypes.c_int
-    _check(fn(_path(target), flags), f"umount {target}")
+    checked(fn(_path(target), flags), f"umount {target}")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
@@ -233,7 +157,7 @@ def pivot_root(new_root: str, put_old: str) -> None:
         raise OSError(38, f"pivot_root: no system call number known for {os.uname().machine}")
     fn = libc().syscall
     fn.restype = ctypes.c_long
-    _check(fn(ctypes.c_long(number), _path(new_root), _path(put_old)), "pivot_root")
+    checked(fn(ctypes.c_long(number), _path(new_root), _path(put_old)), "pivot_root")
 
 
 def reboot(command: int) -> None:
@@ -244,7 +168,7 @@ def reboot(command: int) -> None:
     fn = libc().reboot
     fn.argtypes = [ctypes.c_int]
     fn.restype = ctypes.c_int
-    _check(fn(ctypes.c_int(command & 0xFFFFFFFF).value), "reboot")
+    checked(fn(ctypes.c_int(command & 0xFFFFFFFF).value), "reboot")
 
 
 def swapoff(path: str) -> None:
@@ -255,7 +179,7 @@ def swapoff(path: str) -> None:
     fn = libc().swapoff
     fn.argtypes = [ctypes.c_char_p]
     fn.restype = ctypes.c_int
-    _check(fn(_path(path)), f"swapoff {path}")
+    checked(fn(_path(path)), f"swapoff {path}")
 
 
 def loop_detach(device: str) -> None:

@@ -7,13 +7,11 @@ poll is seen at once rather than at the next bytecode boundary of a handler.
 Every callback runs behind a barrier; nothing a handler raises leaves the loop.
 """
 
-from __future__ import annotations
-
 import _signal
+import gc
 import os
 import select
 import time
-from _heapq import heappop, heappush  # the C module: heapq.py adds only import time
 
 from roost.kernel import console
 
@@ -43,7 +41,7 @@ class Timer:
 
     __slots__ = ("callback", "cancelled", "when")
 
-    def __init__(self, when: float, callback: Callable[[], None]):
+    def __init__(self, when: float, callback: "Callable[[], None]"):
         self.when = when
         self.callback = callback
         self.cancelled = False
@@ -73,7 +71,7 @@ class Loop:
 
     # -- descriptors -------------------------------------------------------
 
-    def watch(self, fd: int, events: int, callback: Callable[[int], None]) -> None:
+    def watch(self, fd: int, events: int, callback: "Callable[[int], None]") -> None:
         """Call `callback(events)` whenever `fd` is ready for `events`."""
         if fd in self._handlers:
             self._epoll.modify(fd, events)
@@ -106,21 +104,25 @@ class Loop:
         """The loop's clock: monotonic seconds."""
         return time.monotonic()
 
-    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+    def call_at(self, when: float, callback: "Callable[[], None]") -> "Timer":
         """Run `callback` once the monotonic clock reaches `when`."""
+        # The C module, not heapq.py (which adds only import time), and only once a timer
+        # is armed: `roost run` of a command that exits at once never needs it.
+        from _heapq import heappush  # noqa: PLC0415 - lazy (start-up): see the comment above
+
         timer = Timer(when, callback)
         self._seq += 1
         heappush(self._timers, (when, self._seq, timer))
         return timer
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+    def call_later(self, delay: float, callback: "Callable[[], None]") -> "Timer":
         """Run `callback` after `delay` seconds."""
         return self.call_at(time.monotonic() + max(0.0, delay), callback)
 
     # -- signals -----------------------------------------------------------
 
-    def handle_signals(self, signums: Iterable[int], callback: Callable[[int], None],
-                       ignore: Iterable[int] = ()) -> None:
+    def handle_signals(self, signums: "Iterable[int]", callback: "Callable[[int], None]",
+                       ignore: "Iterable[int]" = ()) -> None:
         """Route `signums` to `callback(signum)` through the loop, ignore `ignore`, unblock both.
 
         Signals blocked since start-up and pending now are delivered once unblocked,
@@ -175,19 +177,19 @@ class Loop:
 
     def run(self) -> None:
         """Dispatch events until stop() is called."""
+        if not gc.isenabled():
+            # Start-up is over (roost.early turned the collector off for it). What it made,
+            # modules, classes, the configuration, lives as long as roost: freeze it, so no
+            # later collection scans it again, then let the collector run.
+            gc.freeze()
+            gc.enable()
         self._running = True
         while self._running:
             self.run_once()
 
-    def run_once(self, max_wait: float | None = None) -> None:
+    def run_once(self, max_wait: "float | None" = None) -> None:
         """Wait for the next event (at most `max_wait` seconds) and dispatch what is ready."""
-        timers = self._timers
-        # A cancelled timer must not wake an idle roost: drop it before it can.
-        while timers and timers[0][2].cancelled:
-            heappop(timers)
-        timeout = -1.0
-        if timers:
-            timeout = min(max(0.0, timers[0][0] - time.monotonic()), MAX_WAIT)
+        timeout = self._timeout() if self._timers else -1.0
         if max_wait is not None:
             timeout = max_wait if timeout < 0 else min(timeout, max_wait)
         events = self._epoll.poll(timeout)
@@ -199,6 +201,23 @@ class Loop:
             handler = self._handlers.get(fd)
             if handler is not None:
                 self._guard(handler, mask)
+        if self._timers:
+            self._fire_timers()
+
+    def _timeout(self) -> float:
+        from _heapq import heappop  # noqa: PLC0415 - lazy (start-up): loaded by call_at
+
+        timers = self._timers
+        # A cancelled timer must not wake an idle roost: drop it before it can.
+        while timers and timers[0][2].cancelled:
+            heappop(timers)
+        if not timers:
+            return -1.0
+        return min(max(0.0, timers[0][0] - time.monotonic()), MAX_WAIT)
+
+    def _fire_timers(self) -> None:
+        from _heapq import heappop  # noqa: PLC0415 - lazy (start-up): loaded by call_at
+
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             _, _, timer = heappop(self._timers)
@@ -207,7 +226,7 @@ class Loop:
                 self._guard(timer.callback)
 
     @staticmethod
-    def _guard(callback: Callable[..., None], *args: int) -> None:
+    def _guard(callback: "Callable[..., None]", *args: int) -> None:
         try:
             callback(*args)
         except BaseException:  # noqa: BLE001 - PID 1 must outlive any handler's failure

@@ -6,8 +6,6 @@ and hands each status to whoever registered that PID. Anything else (orphans
 re-parented to roost as PID 1 or as a subreaper) goes to the orphan handler.
 """
 
-from __future__ import annotations
-
 import os
 
 from roost.core.exits import ExitStatus
@@ -29,7 +27,7 @@ class Reaper:
         # True once a drain found no child left at all (ECHILD): every descendant is gone.
         self.childless = False
 
-    def watch(self, pid: int, callback: Callable[[int, ExitStatus], None]) -> None:
+    def watch(self, pid: int, callback: "Callable[[int, ExitStatus], None]") -> None:
         """Send the exit status of `pid` to `callback` when it is reaped."""
         self._owners[pid] = callback
 

@@ -11,10 +11,7 @@ before execve. An exec failure travels back over a close-on-exec pipe: EOF
 means the exec happened, bytes mean it did not and say why.
 """
 
-from __future__ import annotations
-
 import _signal
-import errno
 import os
 
 from roost.core import sigs
@@ -57,13 +54,13 @@ class Command:
         "umask",
     )
 
-    def __init__(self, argv: Sequence[str], *, executable: str | None = None,
-                 env: Mapping[str, str] | None = None, cwd: str | None = None,
-                 umask: int | None = None, uid: int | None = None, gid: int | None = None,
-                 groups: Sequence[int] | None = None, fds: Mapping[int, int] | None = None,
-                 session: str = NEW_SESSION, foreground_tty: int | None = None,
-                 pdeathsig: int = 0, nofile: tuple[int, int] | None = None,
-                 env_pid_var: str | None = None, cgroup: str | None = None):
+    def __init__(self, argv: "Sequence[str]", *, executable: "str | None" = None,
+                 env: "Mapping[str, str] | None" = None, cwd: "str | None" = None,
+                 umask: "int | None" = None, uid: "int | None" = None, gid: "int | None" = None,
+                 groups: "Sequence[int] | None" = None, fds: "Mapping[int, int] | None" = None,
+                 session: str = NEW_SESSION, foreground_tty: "int | None" = None,
+                 pdeathsig: int = 0, nofile: "tuple[int, int] | None" = None,
+                 env_pid_var: "str | None" = None, cgroup: "str | None" = None):
         self.argv = list(argv)
         self.executable = executable
         self.env = dict(os.environ if env is None else env)
@@ -95,7 +92,7 @@ class Child:
         self.pidfd = pidfd
         self.exec_fd = exec_fd
 
-    def exec_result(self) -> tuple[bool, str | None]:
+    def exec_result(self) -> "tuple[bool, str | None]":
         """Read the exec report without blocking: (known, error or None if the exec happened)."""
         if self.exec_fd < 0:
             return True, None
@@ -127,7 +124,7 @@ class Child:
         self.pidfd = self.exec_fd = -1
 
 
-def find_executable(name: str, path: str | None) -> str | None:
+def find_executable(name: str, path: "str | None") -> "str | None":
     """Resolve a command name the way execvp would, on the given PATH.
 
     A file found but not executable is returned when nothing better exists, so
@@ -147,6 +144,8 @@ def find_executable(name: str, path: str | None) -> str | None:
 
 def exec_failure_code(err: int) -> int:
     """The shell's convention: 127 for a missing command, 126 for one that cannot run."""
+    import errno  # noqa: PLC0415 - lazy (start-up): its tables are built at import; only a failed exec needs them
+
     return 127 if err == errno.ENOENT else 126
 
 
@@ -154,7 +153,7 @@ _RESET = sorted(sigs.ALL - sigs.UNCATCHABLE)
 _ALL_BLOCKABLE = sigs.ALL - sigs.UNCATCHABLE
 
 
-def spawn(command: Command) -> Child:
+def spawn(command: "Command") -> "Child":
     """Fork and exec `command`; raise SpawnError when it cannot even be looked up."""
     executable = command.executable or find_executable(command.argv[0], command.env.get("PATH"))
     if executable is None:
@@ -187,7 +186,7 @@ def spawn(command: Command) -> Child:
     return Child(pid, os.pidfd_open(pid), err_r)
 
 
-def _child(command: Command, executable: str, err_w: int, parent: int) -> None:
+def _child(command: "Command", executable: str, err_w: int, parent: int) -> None:
     stage = "start"
     try:
         _signal.set_wakeup_fd(-1)
@@ -198,9 +197,9 @@ def _child(command: Command, executable: str, err_w: int, parent: int) -> None:
             _join_cgroup(command.cgroup, 0, strict=True)
         if command.pdeathsig:
             stage = "prctl"
-            from roost.kernel import linux  # noqa: PLC0415 - lazy (child): loaded by the parent
+            from roost.kernel import prctl  # noqa: PLC0415 - lazy (child): loaded by the parent
 
-            linux.set_pdeathsig(command.pdeathsig)
+            prctl.set_pdeathsig(command.pdeathsig)
             if os.getppid() != parent:  # the parent died before the prctl took effect
                 os._exit(1)
         stage = "setsid"
@@ -259,7 +258,7 @@ def _join_cgroup(directory: str, pid: int, strict: bool = False) -> None:
             raise
 
 
-def _arrange_fds(fds: dict[int, int], err_w: int) -> int:
+def _arrange_fds(fds: "dict[int, int]", err_w: int) -> int:
     """Put each source fd at its target number, /dev/null on unset stdio, close the rest."""
     plan = dict(fds)
     if 0 not in plan or 1 not in plan or 2 not in plan:

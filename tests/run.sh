@@ -5,7 +5,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="util-linux procps e2fsprogs systemd qemu-system-x86 nginx-light dnsmasq-base"
+# Tools, not daemons (util-linux and e2fsprogs are on every Debian system already). The
+# daemons the tests run (nginx, dnsmasq, systemd-notify) are unpacked into .cache/debs by
+# tests/debs.py instead, never installed, so nothing is enabled on this machine.
+PACKAGES="util-linux procps e2fsprogs qemu-system-x86"
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     missing=""
@@ -31,6 +34,9 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/pip install -q -e '.[test]'
+if [ "$(id -u)" -eq 0 ]; then
+    .venv/bin/python -m tests.debs
+fi
 # Bytecode once, not at every start of every roost the tests run.
 .venv/bin/python -m compileall -q src tests >/dev/null
 

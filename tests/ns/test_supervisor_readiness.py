@@ -3,11 +3,11 @@ systemd-notify, and a start that never becomes ready."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
+from tests import debs
 from tests.ns.supervisor_kit import (
     ConfigDir,
     both_modes,
@@ -70,22 +70,27 @@ NOTIFY = """\
 #!/bin/sh
 echo "socket $NOTIFY_SOCKET"
 sleep 1
-systemd-notify --ready --status="serving requests"
+{notify} --ready --status="serving requests"
 exec sleep 600
 """
 
 
-def require_systemd_notify() -> None:
-    if shutil.which("systemd-notify") is None:
-        pytest.skip("SKIPPED: systemd-notify not found (Debian's systemd package ships it); "
-                    "type = \"notify\" is untested against the real sender")
+def systemd_notify() -> tuple[str, dict[str, str]]:
+    """The real systemd-notify (unpacked or the host's) and the environment it needs."""
+    path = debs.program("systemd-notify")
+    if path is None:
+        pytest.skip("SKIPPED: systemd-notify is neither unpacked nor installed (python -m "
+                    "tests.debs unpacks Debian's systemd package); type = \"notify\" is untested "
+                    "against the real sender")
+    return path, debs.environment(path)
 
 
 @both_modes
 def test_notify_with_the_real_systemd_notify(tmp_path: Path, mode: str) -> None:
-    require_systemd_notify()
+    notify, environment = systemd_notify()
     config = ConfigDir(tmp_path / "conf")
-    config.service("notified", type="notify", command=[config.script("notify.sh", NOTIFY)])
+    config.service("notified", type="notify", environment=environment,
+                   command=[config.script("notify.sh", NOTIFY.format(notify=notify))])
     config.service("after", command=["sleep", "600"], requires=["notified"])
     with running(config, mode, tmp_path) as roost:
         assert roost.status("notified")["state"] == "starting"
@@ -102,16 +107,17 @@ def test_notify_with_the_real_systemd_notify(tmp_path: Path, mode: str) -> None:
 
 SILENT_NOTIFY = """\
 #!/bin/sh
-systemd-notify --status="still loading"
+{notify} --status="still loading"
 exec sleep 600
 """
 
 
 @both_modes
 def test_notify_without_ready_times_out(tmp_path: Path, mode: str) -> None:
-    require_systemd_notify()
+    notify, environment = systemd_notify()
     config = ConfigDir(tmp_path / "conf")
-    config.service("loading", type="notify", command=[config.script("silent.sh", SILENT_NOTIFY)],
+    config.service("loading", type="notify", environment=environment,
+                   command=[config.script("silent.sh", SILENT_NOTIFY.format(notify=notify))],
                    start_timeout=1, restart="never")
     with running(config, mode, tmp_path) as roost:
         record = roost.wait_state("loading", "failed")

@@ -1,6 +1,6 @@
 """Real daemons from Debian packages, daemonizing the classic way, under roost.
 
-nginx (package nginx-light: a master that forks away, writes its pid file and keeps
+nginx (package nginx: a master that forks away, writes its pid file and keeps
 workers) and dnsmasq (package dnsmasq-base: a double fork whose launcher waits for the
 daemon, then a pid file). Each runs with a configuration of its own in a temporary
 directory, on a free loopback port. roost must see all their processes, restart the
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import struct
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import support
+from tests import debs, support
 from tests.ns.test_tracking import alive, call, roost_env
 
 MEANS = ["cgroup", "proc-connector"]
@@ -33,16 +32,22 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-def need(binary: str, package: str) -> str:
-    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(
-        f"/usr/sbin/{binary}") else None)
+def need(binary: str) -> str:
+    path = debs.program(binary)
     if path is None:
-        pytest.skip(f"SKIPPED: {binary} is not installed (apt-get install {package})")
+        pytest.skip(f"SKIPPED: {binary} is neither unpacked nor installed "
+                    f"(python -m tests.debs unpacks package {debs.PROGRAMS[binary]})")
     return path
 
 
+def environment(path: str) -> list[str]:
+    """The service's `environment` line for an unpacked daemon's libraries, if it needs one."""
+    pairs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in debs.environment(path).items())
+    return [f"environment = {{ {pairs} }}"] if pairs else []
+
+
 def nginx_service(env, tmp: Path) -> int:  # type: ignore[no-untyped-def]
-    nginx = need("nginx", "nginx-light")
+    nginx = need("nginx")
     port = free_port()
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
         (tmp / "nginx" / d).mkdir(parents=True, exist_ok=True)
@@ -70,12 +75,12 @@ http {{
     env.service("nginx", [
         "command = " + json.dumps([nginx, "-p", str(root), "-c", str(root / "nginx.conf")]),
         'type = "forking"', f'pid_file = "{root}/nginx.pid"', 'restart = "always"',
-        "restart_delay = 0.1", "stop_timeout = 5", "start_timeout = 20"])
+        "restart_delay = 0.1", "stop_timeout = 5", "start_timeout = 20", *environment(nginx)])
     return port
 
 
 def dnsmasq_service(env, tmp: Path) -> int:  # type: ignore[no-untyped-def]
-    dnsmasq = need("dnsmasq", "dnsmasq-base")
+    dnsmasq = need("dnsmasq")
     port = free_port(socket.SOCK_DGRAM)
     env.service("dnsmasq", [
         "command = " + json.dumps([
@@ -83,7 +88,7 @@ def dnsmasq_service(env, tmp: Path) -> int:  # type: ignore[no-untyped-def]
             "--bind-interfaces", f"--pid-file={tmp}/dnsmasq.pid", "--user=root", "--group=root",
             "--no-resolv", "--no-hosts", "--address=/roost.test/192.0.2.7"]),
         'type = "forking"', f'pid_file = "{tmp}/dnsmasq.pid"', 'restart = "always"',
-        "restart_delay = 0.1", "stop_timeout = 5", "start_timeout = 20"])
+        "restart_delay = 0.1", "stop_timeout = 5", "start_timeout = 20", *environment(dnsmasq)])
     return port
 
 

@@ -11,7 +11,6 @@ import pytest
 from roost.kernel.loop import Loop
 from roost.supervise import logs
 from roost.supervise.logs import LogSettings, ServiceLog
-from roost.supervise.readiness import parse
 
 
 @pytest.fixture
@@ -117,10 +116,3 @@ def test_tail_from_files_when_memory_is_short(tmp_path: Path, loop: Loop) -> Non
     assert [t for _, t in tail] == [f"old {n:02d}" for n in range(25, 30)]
     assert all(abs(when - 1_700_000_000) < 2 for when, _ in tail)
     second.close(loop)
-
-
-def test_notify_datagrams() -> None:
-    assert parse(b"READY=1\nSTATUS=serving requests\n") == {"READY": "1",
-                                                           "STATUS": "serving requests"}
-    assert parse(b"MAINPID=12\nno-equals\n=x\nA=b=c") == {"MAINPID": "12", "A": "b=c"}
-    assert parse(b"\xff=1") == {"\ufffd": "1"}

@@ -9,7 +9,7 @@ together (a command and `shell`, a service's type and `ready`) are load's.
 from __future__ import annotations
 
 from roost.core import sigs
-from roost.core.model import RESTART_POLICIES, SERVICE_TYPES
+from roost.core.model import NOTIFY_ACCESS, RESTART_POLICIES, SERVICE_TYPES
 from roost.kernel import accounts
 
 TYPE_CHECKING = False
@@ -212,6 +212,7 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "stop_timeout": _seconds,
     "start_timeout": _seconds,
     "ready": _ready,
+    "notify_access": _choice(NOTIFY_ACCESS),
     "user": _account,
     "group": _account,
     "working_directory": _string,

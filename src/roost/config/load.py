@@ -140,6 +140,8 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
         if "ready" in values:
             error("ready", "a notify service is ready when it sends READY=1")
         service.ready = "notify"
+    if service.type != "notify" and "notify_access" in values:
+        error("notify_access", "only a notify service has a notify socket")
     if service.type != "forking" and service.pid_file is not None:
         error("pid_file", "only a forking service has a pid file")
     if service.type == "oneshot" and service.restart == "always":

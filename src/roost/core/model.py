@@ -8,6 +8,7 @@ from __future__ import annotations
 
 SERVICE_TYPES = ("simple", "oneshot", "forking", "notify")
 RESTART_POLICIES = ("always", "on-failure", "never")
+NOTIFY_ACCESS = ("main", "exec", "all", "none")
 
 
 class ServiceConfig:
@@ -21,6 +22,7 @@ class ServiceConfig:
         "group",
         "memory_max",
         "name",
+        "notify_access",
         "path",
         "pid_file",
         "pids_max",
@@ -63,6 +65,10 @@ class ServiceConfig:
         # "notify": READY=1 on $NOTIFY_SOCKET; "exit": a oneshot or forking launcher
         # exiting 0.
         self.ready = "exec"
+        # Who may speak on a notify service's socket: "main" (its main process),
+        # "exec" (the same: roost runs no other process for it), "all" (any of its
+        # processes), "none".
+        self.notify_access = "main"
         self.user: str | None = None
         self.group: str | None = None
         self.working_directory: str | None = None

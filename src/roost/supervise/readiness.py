@@ -4,7 +4,9 @@ A notification fd is a fresh pipe per start: the service gets the write end at
 fd N and writes a newline when ready; only the first newline counts. The notify
 socket is a datagram socket per service, kept across restarts; each datagram
 carries newline-separated KEY=VALUE fields and the sender's credentials
-(SCM_CREDENTIALS), which the supervisor checks against the service.
+(SCM_CREDENTIALS). A datagram speaks for the service only if its sender is a
+process of the service (`admitted`): never by uid, since any process of that
+uid, or root, outside the service could otherwise mark it ready.
 """
 
 from __future__ import annotations
@@ -23,6 +25,19 @@ if TYPE_CHECKING:
 
 _UCRED = struct.Struct("iII")
 MAX_DATAGRAM = 4096
+
+
+def admitted(access: str, pid: int, main_pid: int | None, member: Callable[[int], bool]) -> bool:
+    """Whether a datagram from `pid` may speak for the service under `notify_access`.
+
+    "exec" is "main": roost runs no process for a service besides its main one. A pid
+    of 0 is a sender in another PID namespace, which cannot be told apart from anyone.
+    """
+    if access == "none" or pid <= 0:
+        return False
+    if pid == main_pid:
+        return True
+    return access == "all" and member(pid)
 
 
 class NotificationFd:
@@ -64,12 +79,16 @@ class NotificationFd:
 
 
 class NotifySocket:
-    """A service's $NOTIFY_SOCKET; calls `on_message(pid, uid, fields)` per datagram."""
+    """A service's $NOTIFY_SOCKET; calls `on_message(pid, fields)` per datagram.
+
+    `fields` is None for a datagram that is not a notification: cut at MAX_DATAGRAM,
+    or holding a NUL byte or bytes that are not UTF-8.
+    """
 
     __slots__ = ("_loop", "_on_message", "_sock", "address")
 
     def __init__(self, loop: Loop, name: str,
-                 on_message: Callable[[int, int, dict[str, str]], None]):
+                 on_message: Callable[[int, dict[str, str] | None], None]):
         self._loop = loop
         self._on_message = on_message
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -86,15 +105,16 @@ class NotifySocket:
     def _readable(self, _events: int) -> None:
         while True:
             try:
-                data, ancdata, _flags, _addr = self._sock.recvmsg(
+                data, ancdata, flags, _addr = self._sock.recvmsg(
                     MAX_DATAGRAM, socket.CMSG_SPACE(_UCRED.size))
             except (BlockingIOError, InterruptedError):
                 return
-            pid, uid = 0, -1
+            pid = 0
             for level, kind, payload in ancdata:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                    pid, uid, _gid = _UCRED.unpack(payload[: _UCRED.size])
-            self._on_message(pid, uid, parse(data))
+                    pid = _UCRED.unpack(payload[: _UCRED.size])[0]
+            whole = not flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC)
+            self._on_message(pid, parse(data) if whole else None)
 
     def close(self) -> None:
         """Stop listening and release the socket."""
@@ -102,10 +122,19 @@ class NotifySocket:
         self._sock.close()
 
 
-def parse(data: bytes) -> dict[str, str]:
-    """Split an sd_notify datagram into its KEY=VALUE fields (malformed lines are dropped)."""
+def parse(data: bytes) -> dict[str, str] | None:
+    """Split an sd_notify datagram into its KEY=VALUE fields; None if it holds NUL or non-UTF-8.
+
+    A line without `=` is ignored, as systemd ignores it.
+    """
+    if b"\0" in data:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
     fields = {}
-    for line in data.decode("utf-8", "replace").split("\n"):
+    for line in text.split("\n"):
         key, sep, value = line.partition("=")
         if sep and key:
             fields[key] = value

@@ -16,7 +16,8 @@ class Runtime:
     """One configured service: its machine, its current process, and its pipes."""
 
     __slots__ = ("child", "exec_error", "log", "machine", "name", "notify_fd",
-                 "notify_sock", "removing", "status_text", "timers")
+                 "notify_malformed", "notify_refused", "notify_sock", "removing", "status_text",
+                 "timers")
 
     def __init__(self, machine: Machine, log: ServiceLog):
         self.name = machine.config.name
@@ -29,6 +30,10 @@ class Runtime:
         self.notify_sock: NotifySocket | None = None
         self.removing = False
         self.status_text = ""
+        # Datagrams on the notify socket not taken: from outside the service, or not a
+        # notification at all. Counted for `roost status`, logged only now and then.
+        self.notify_refused = 0
+        self.notify_malformed = 0
 
     @property
     def config(self) -> ServiceConfig:

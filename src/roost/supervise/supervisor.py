@@ -19,13 +19,13 @@ import os
 from roost.core import actions, machine, model, sigs
 from roost.core.exits import ExitStatus
 from roost.core.order import Changed, Order
-from roost.kernel import accounts, chance, console
+from roost.kernel import chance, console
 from roost.kernel.loop import READ
 from roost.kernel.spawn import SpawnError, spawn
 from roost.supervise import command
 from roost.supervise.forking import Daemons
 from roost.supervise.logs import LogSettings, ServiceLog
-from roost.supervise.readiness import NotificationFd, NotifySocket
+from roost.supervise.readiness import NotificationFd, NotifySocket, admitted
 from roost.supervise.runtime import Runtime
 
 TYPE_CHECKING = False
@@ -76,8 +76,8 @@ class Supervisor:
         return rt
 
     def _open_notify_socket(self, rt: Runtime) -> None:
-        def message(pid: int, uid: int, fields: dict[str, str]) -> None:
-            self._notify_message(rt, pid, uid, fields)
+        def message(pid: int, fields: dict[str, str] | None) -> None:
+            self._notify_message(rt, pid, fields)
 
         rt.notify_sock = NotifySocket(self.loop, rt.name, message)
 
@@ -293,12 +293,23 @@ class Supervisor:
     def _ready(self, rt: Runtime) -> None:
         self._event(rt, rt.machine.ready(self.loop.now()))
 
-    def _notify_message(self, rt: Runtime, pid: int, uid: int, fields: dict[str, str]) -> None:
-        member = rt.child is not None and (pid == rt.child.pid
-                                           or self.tracker.belongs(rt.name, pid))
-        if not member and uid not in (0, _uid_of(rt.config.user)):
-            console.say(f"{rt.name}: ignored a notification from pid {pid} (uid {uid}): "
-                        "not a process of the service")
+    def _notify_message(self, rt: Runtime, pid: int, fields: dict[str, str] | None) -> None:
+        if fields is None:
+            rt.notify_malformed += 1
+            if _sometimes(rt.notify_malformed):
+                console.say(f"{rt.name}: dropped a datagram on the notify socket that is not a "
+                            f"notification (from pid {pid}; {rt.notify_malformed} so far)")
+            return
+        main = rt.child.pid if rt.child is not None else None
+        if not admitted(rt.config.notify_access, pid, main,
+                        lambda p: self.tracker.belongs(rt.name, p)):
+            rt.notify_refused += 1
+            if _sometimes(rt.notify_refused):
+                access = rt.config.notify_access
+                who = "a process" if access == "all" else "the main process"
+                console.say(f"{rt.name}: refused a notification from pid {pid}: not {who} of "
+                            f"the service (notify_access = \"{access}\"; "
+                            f"{rt.notify_refused} refused so far)")
             return
         if "STATUS" in fields:
             rt.status_text = fields["STATUS"]
@@ -363,12 +374,12 @@ class Supervisor:
                 "status": rt.status_text,
                 "want": m.want,
                 "tracking": self.tracker.means_for(name),
+                "notify_refused": rt.notify_refused,
+                "notify_malformed": rt.notify_malformed,
             })
         return records
 
 
-def _uid_of(user: str | None) -> int:
-    try:
-        return accounts.user_id(user)
-    except accounts.UnknownAccount:
-        return -1  # nobody's: only root and the service's own processes count
+def _sometimes(count: int) -> bool:
+    """Log the 1st, 2nd, 4th, 8th... of a kind: a flood of them cannot flood the console."""
+    return count & (count - 1) == 0

@@ -139,3 +139,19 @@ def test_degrade_names_directory_errors_by_the_directory(tmp_path: Path) -> None
     error = ConfigError(config.directory, "the configuration reader failed")
     assert degrade(config, [error]) == {config.directory: f"{tmp_path.name}: the configuration "
                                         "reader failed"}
+
+
+def test_emergency_shell_default_and_off(tmp_path: Path) -> None:
+    """Unset: sulogin or /bin/sh on a machine, none in a namespace; `false`: none anywhere."""
+    from roost.kernel import linux
+    from roost.system import emergency
+
+    write(tmp_path, {"roost.toml": "emergency_shell = false\n"})
+    off = read(str(tmp_path))[0].settings.emergency_shell
+    assert off == []
+    assert emergency.shell_argv(off, linux.MACHINE) is None
+    assert emergency.shell_argv(None, linux.NAMESPACE) is None
+    assert emergency.shell_argv(["/bin/x"], linux.NAMESPACE) == ["/bin/x"]
+    default = emergency.shell_argv(None, linux.MACHINE)
+    installed = [p for p in emergency.SULOGIN if Path(p).exists()]
+    assert default == ([installed[0]] if installed else ["/bin/sh"])

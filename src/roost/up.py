@@ -47,7 +47,7 @@ class Manager:
     def __init__(self, config: Config, *, control: str, log_dir: str | None = None,
                  log_console: bool | None = None, pid1: bool | None = None,
                  loop: Loop | None = None, reaper: Reaper | None = None,
-                 dispatcher: Dispatcher | None = None):
+                 dispatcher: Dispatcher | None = None, broken: dict[str, str] | None = None):
         self.config = config
         self.pid1 = os.getpid() == 1 if pid1 is None else pid1
         self.loop = loop or Loop()
@@ -65,7 +65,7 @@ class Manager:
             config, self.loop, self.reaper, self.log_settings, Tracker(self.loop),
             # Outside PID 1 a service should not outlive a roost that dies abruptly.
             pdeathsig=0 if self.pid1 else _signal.SIGKILL,
-            nofile=self.nofile)
+            nofile=self.nofile, broken=broken)
         self.control_address = control
         self.control: ControlServer | None = None
         self.control_gid = _group_id(settings.control_group)
@@ -140,6 +140,8 @@ class Manager:
     def reload(self) -> dict[str, list[str]]:
         """Read the configuration again; apply the differences, or raise ConfigInvalid."""
         new = load_config(self.config.directory, self.reaper)
+        # The services first: they may refuse the whole reload, and then nothing changed.
+        summary = self.supervisor.reload(new, log_files=bool(new.settings.log_dir))
         old_settings = self.config.settings
         settings = new.settings
         if settings.control != old_settings.control:
@@ -155,7 +157,7 @@ class Manager:
             for rt in self.supervisor.services.values():
                 rt.log.close_file()
         self.config = new
-        return self.supervisor.reload(new)
+        return summary
 
     def _orphan_reaped(self, pid: int, status: ExitStatus) -> None:
         console.say(f"reaped orphan {pid} ({status.describe()})")
@@ -171,8 +173,12 @@ def up(directory: str, *, control: str | None, log_dir: str | None, quiet: bool)
               "nothing started", file=sys.stderr)
         return 1
     address = control or config.settings.control or default_address()
-    manager = Manager(config, control=address, log_dir=log_dir,
-                      log_console=False if quiet else None)
+    try:
+        manager = Manager(config, control=address, log_dir=log_dir,
+                          log_console=False if quiet else None)
+    except ConfigInvalid as exc:
+        print(f"{exc}\nroost: nothing started", file=sys.stderr)
+        return 1
     try:
         manager.open_control()
     except (AddressInUse, OSError) as exc:

@@ -452,14 +452,14 @@ def test_finale_pivots_into_a_tmpfs_and_unmounts_the_old_root(tmp_path: Path, sy
 
 def test_invalid_configuration_runs_the_emergency_shell_and_still_powers_off(
         tmp_path: Path, system) -> None:
-    """A broken configuration starts nothing, runs the emergency shell, and init goes on."""
+    """A configuration nothing of which can start runs the emergency shell; init goes on."""
     marker = tmp_path / "shell-ran"
     shell = tmp_path / "emergency"
     shell.write_text(f"#!/bin/sh\necho \"emergency shell pid $$\" > {marker}\n")
     shell.chmod(0o755)
     config = write_config(tmp_path / "cfg", {
-        "good": SLEEPER,
         "broken": 'command = ["sleep", "300"]\nrestart = "sometimes"\n',
+        "dependent": 'command = ["sleep", "300"]\nrequires = ["broken"]\n',
     }, settings=f'emergency_shell = "{shell}"\n')
     init = system(config)
     init.wait_log(r"no service started")
@@ -471,4 +471,4 @@ def test_invalid_configuration_runs_the_emergency_shell_and_still_powers_off(
     assert init.wait() == POWEROFF_DEATH, init.log()
     log = init.log()
     assert "broken.toml" in log and "restart" in log, log
-    assert "good: up" not in log, log
+    assert "dependent: up" not in log, log

@@ -30,33 +30,58 @@ def _boolean(value: Any) -> bool:
     return value
 
 
+# The bounds of every number a configuration holds (docs/config.md lists them).
 # The longest duration accepted: a timer further away than epoll can wait (about
 # 24.8 days) would end the reactor, and no supervision delay needs more.
 MAX_SECONDS = 1_000_000
+# A rotation renames every kept file in turn, in the reactor: a larger count would
+# stall roost for as long as it takes.
+MAX_LOG_KEEP = 1000
+# The start times within restart_window are kept per service, one float each.
+MAX_RESTART_LIMIT = 10_000
+MAX_BYTES = 1 << 50  # a memory limit or a log file size: 1 PiB
+MAX_PIDS = 1 << 22  # the kernel's PID_MAX_LIMIT on 64-bit
+MAX_ID = 0xFFFFFFFE  # uid_t and gid_t; (uid_t)-1 means "unchanged" to setresuid
+MAX_SIGNAL = 64  # SIGRTMAX on Linux
+MAX_READY_FD = 1023  # below the customary soft RLIMIT_NOFILE a service starts with
 
 
 def _seconds(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number of seconds, got {_kind(value)}")
     if not value >= 0:  # also rejects NaN
-        raise ValueError(f"must be 0 or more, got {value}")
+        raise ValueError(f"must be 0 or more, got {shown(value)}")
     if not value <= MAX_SECONDS:
-        raise ValueError(f"must be at most {MAX_SECONDS} seconds, got {value}")
+        raise ValueError(f"must be at most {MAX_SECONDS} seconds, got {shown(value)}")
     return float(value)
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an integer, got {_kind(value)}")
-    if value < 1:
-        raise ValueError(f"must be 1 or more, got {value}")
-    return value
+SHOWN = 40  # characters of a bad value an error message quotes
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: never longer than a line, whatever it holds."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
+
+
+def _count(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {_kind(value)}")
+        if value < low:
+            raise ValueError(f"must be {low} or more, got {shown(value)}")
+        if value > high:
+            raise ValueError(f"must be at most {high}, got {shown(value)}")
+        return value
+
+    return check
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}; got {value!r}")
+            raise ValueError(f"expected one of {', '.join(options)}; got {shown(value)}")
         return str(value)
 
     return check
@@ -71,12 +96,16 @@ def _names(value: Any) -> list[str]:
 def _signal(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError(f"expected a signal name like TERM, got {_kind(value)}")
+    if isinstance(value, int) and not 0 <= value <= MAX_SIGNAL:
+        raise ValueError(f"no signal numbered {shown(value)}")
+    if isinstance(value, str) and len(value) > SHOWN:
+        raise ValueError(f"no such signal: {shown(value)}")
     try:
         number = sigs.number(str(value))
     except ValueError as exc:
         raise ValueError(str(exc)) from None
     if number == 0 or number in sigs.UNCATCHABLE - {9}:
-        raise ValueError(f"cannot stop a service with {value!r}")
+        raise ValueError(f"cannot stop a service with {shown(value)}")
     return number
 
 
@@ -86,7 +115,7 @@ def _environment(value: Any) -> dict[str, str]:
     env = {}
     for name, item in value.items():
         if not name or "=" in name:
-            raise ValueError(f"bad variable name {name!r}")
+            raise ValueError(f"bad variable name {shown(name)}")
         if isinstance(item, bool) or not isinstance(item, str | int | float):
             raise ValueError(f"{name}: expected a string, got {_kind(item)}")
         env[name] = str(item)
@@ -99,9 +128,9 @@ def _umask(value: Any) -> int:
     elif isinstance(value, int) and not isinstance(value, bool):
         number = value
     else:
-        raise ValueError(f"expected an octal string like \"022\", got {value!r}")
+        raise ValueError(f"expected an octal string like \"022\", got {shown(value)}")
     if not 0 <= number <= 0o777:
-        raise ValueError(f"out of range: {value!r}")
+        raise ValueError(f"out of range: {shown(value)}")
     return number
 
 
@@ -111,16 +140,23 @@ def _ready(value: Any) -> str:
     if isinstance(value, str) and value.startswith("fd:") and value[3:].isdigit():
         if int(value[3:]) < 3:
             raise ValueError("the notification fd must be 3 or more (0-2 are stdio)")
-        return value
-    raise ValueError(f"expected \"exec\" or \"fd:N\", got {value!r}")
+        if int(value[3:]) > MAX_READY_FD:
+            raise ValueError(f"the notification fd must be at most {MAX_READY_FD} "
+                             "(a service's descriptors end below 1024)")
+        return f"fd:{int(value[3:])}"
+    raise ValueError(f"expected \"exec\" or \"fd:N\", got {shown(value)}")
 
 
 def _account(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID:
         return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_ID:
+        raise ValueError(f"a numeric id must be at most {MAX_ID}, got {shown(value)}")
     if isinstance(value, str) and value:
+        if value.isdigit() and int(value) > MAX_ID:
+            raise ValueError(f"a numeric id must be at most {MAX_ID}, got {shown(value)}")
         return value
-    raise ValueError(f"expected a name or a numeric id, got {value!r}")
+    raise ValueError(f"expected a name or a numeric id, got {shown(value)}")
 
 
 # Whether an account exists is asked of roost.kernel.accounts, the resolver the
@@ -141,10 +177,10 @@ def known_group(group: str) -> None:
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-def _bytes(value: Any) -> int:
+def _size(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= SHOWN:
         text = value.strip().upper().removesuffix("B").removesuffix("I")
         number, unit = text[:-1] if text[-1:] in _SIZE_UNITS else text, text[-1:]
         if unit not in _SIZE_UNITS:
@@ -152,21 +188,33 @@ def _bytes(value: Any) -> int:
             number = text
         if number.isdigit() and int(number) > 0:
             return int(number) * _SIZE_UNITS[unit]
-    raise ValueError(f"expected a size like 512M or a number of bytes, got {value!r}")
+    return None
+
+
+def _bytes(value: Any) -> int:
+    size = _size(value)
+    if size is None:
+        raise ValueError(f"expected a size like 512M or a number of bytes, got {shown(value)}")
+    if size > MAX_BYTES:
+        raise ValueError(f"must be at most {MAX_BYTES} bytes (1P), got {shown(value)}")
+    return size
 
 
 def _weight(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10000:
         return value
-    raise ValueError(f"expected an integer from 1 to 10000, got {value!r}")
+    raise ValueError(f"expected an integer from 1 to 10000, got {shown(value)}")
 
 
 def _argv(value: Any) -> list[str]:
+    if value is False:
+        return []  # no emergency shell at all
     if isinstance(value, str) and value.strip():
         return [value]
     if isinstance(value, list) and value and all(isinstance(a, str) and a for a in value):
         return list(value)
-    raise ValueError(f"expected a program path or a list like [\"/bin/sh\", \"-l\"], got {value!r}")
+    raise ValueError("expected a program path, a list like [\"/bin/sh\", \"-l\"] or false, "
+                     f"got {shown(value)}")
 
 
 def _has_nul(value: Any) -> bool:
@@ -182,7 +230,11 @@ def _has_nul(value: Any) -> bool:
 
 def checked(checker: Callable[[Any], Any], value: Any) -> Any:
     """Run a key's checker, after refusing a NUL character anywhere in the value."""
-    if _has_nul(value):
+    try:
+        nul = _has_nul(value)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if nul:
         raise ValueError("contains a NUL character")
     return checker(value)
 
@@ -205,7 +257,7 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "restart": _choice(RESTART_POLICIES),
     "restart_delay": _seconds,
     "restart_delay_max": _seconds,
-    "restart_limit": _count,
+    "restart_limit": _count(1, MAX_RESTART_LIMIT),
     "restart_window": _seconds,
     "restart_reset": _seconds,
     "stop_signal": _signal,
@@ -220,14 +272,14 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "umask": _umask,
     "pid_file": _string,
     "memory_max": _bytes,
-    "pids_max": _count,
+    "pids_max": _count(1, MAX_PIDS),
     "cpu_weight": _weight,
 }
 
 SETTINGS_KEYS: dict[str, Callable[[Any], Any]] = {
     "log_dir": _string,
-    "log_max_bytes": _count,
-    "log_keep": _count,
+    "log_max_bytes": _count(1, MAX_BYTES),
+    "log_keep": _count(1, MAX_LOG_KEEP),
     "log_console": _boolean,
     "control": _string,
     "control_group": _account,

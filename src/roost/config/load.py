@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
-from roost.config.check import SERVICE_KEYS, SETTINGS_KEYS, checked, known_group, known_user
-from roost.config.errors import ConfigError, ConfigInvalid
+from roost.config.check import (
+    SERVICE_KEYS,
+    SETTINGS_KEYS,
+    SHOWN,
+    checked,
+    known_group,
+    known_user,
+    shown,
+)
+from roost.config.errors import SETTINGS_FILE, ConfigError, ConfigInvalid
 from roost.core.graph import find_cycle
 from roost.core.model import Config, ServiceConfig, Settings
 from roost.kernel.spawn import find_executable
@@ -22,7 +31,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*\Z")
-SETTINGS_FILE = "roost.toml"
 
 
 # -- locating keys in the text ------------------------------------------------
@@ -73,12 +81,32 @@ def _read_toml(path: str, errors: list[ConfigError]) -> tuple[dict[str, Any], st
             line = max(1, len(text.splitlines()))  # where the parser gave up
         message = re.sub(r"\s*\(at .*\)$", "", message)
         errors.append(ConfigError(path, f"TOML syntax: {message}", line=line))
-        return None
+    except RecursionError:
+        # tomllib descends once per level of nesting; the file is refused, roost is not.
+        errors.append(ConfigError(path, "TOML: arrays or tables nested too deeply"))
+    except ValueError:
+        # Python's int() refuses more than sys.get_int_max_str_digits() digits, and
+        # tomllib lets that ValueError through without a line.
+        errors.append(ConfigError(path, f"TOML: an integer has more than "
+                                  f"{sys.get_int_max_str_digits()} digits",
+                                  line=_long_number_line(text)))
+    return None
+
+
+def _long_number_line(text: str) -> int | None:
+    """The line of the first run of digits too long for int(), 1-based."""
+    limit = sys.get_int_max_str_digits()
+    for number, line in enumerate(text.splitlines(), 1):
+        if re.search(rf"[0-9](?:_?[0-9]){{{limit},}}", line):
+            return number
+    return None
 
 
 def _unknown(path: str, text: str, key: str, known: dict[str, Any]) -> ConfigError:
     import difflib  # noqa: PLC0415 - lazy (start-up): the error path only
 
+    if len(key) > SHOWN:
+        return ConfigError(path, f"unknown key {shown(key)}", line=_key_line(text, key))
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return ConfigError(path, f"unknown key{hint}", key=key, line=_key_line(text, key))

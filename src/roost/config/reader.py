@@ -78,7 +78,11 @@ def read(directory: str, reaper: Reaper | None = None) -> tuple[Config, list[Con
     one (before the supervisor exists) the child is waited for here.
     """
     directory = os.path.abspath(directory)
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    try:
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigInvalid([ConfigError(directory, f"cannot read the configuration: "
+                                         f"{exc.strerror}")]) from None
     # Blocked across fork, and never unblocked in the child: no handler of roost's
     # may run there, nor write into roost's signal wakeup pipe.
     old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
@@ -89,6 +93,11 @@ def read(directory: str, reaper: Reaper | None = None) -> tuple[Config, list[Con
             os.close(read_fd)
             _signal.set_wakeup_fd(-1)
             _child(directory, write_fd)
+    except OSError as exc:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise ConfigInvalid([ConfigError(directory, f"cannot read the configuration: "
+                                         f"{exc.strerror}")]) from None
     finally:
         if pid != 0:
             _signal.pthread_sigmask(_signal.SIG_SETMASK, old_mask)

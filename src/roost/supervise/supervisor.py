@@ -16,13 +16,14 @@ from __future__ import annotations
 import _signal
 import os
 
+from roost.config.errors import ConfigError, ConfigInvalid
 from roost.core import actions, machine, model, sigs
 from roost.core.exits import ExitStatus
 from roost.core.order import Changed, Order
 from roost.kernel import chance, console
 from roost.kernel.loop import READ
 from roost.kernel.spawn import SpawnError, spawn
-from roost.supervise import command
+from roost.supervise import budget, command
 from roost.supervise.forking import Daemons
 from roost.supervise.logs import LogSettings, ServiceLog
 from roost.supervise.readiness import NotificationFd, NotifySocket, admitted
@@ -48,7 +49,8 @@ class Supervisor:
                  tracker: Tracker, *, pdeathsig: int = 0,
                  nofile: tuple[int, int] | None = None,
                  spawner: Callable[[Command], Child] = spawn,
-                 environ: dict[str, str] | None = None):
+                 environ: dict[str, str] | None = None,
+                 broken: dict[str, str] | None = None):
         self.loop = loop
         self.reaper = reaper
         self.log_settings = logs
@@ -61,19 +63,50 @@ class Supervisor:
         self.services: dict[str, Runtime] = {}
         self.daemons = Daemons(loop, reaper, tracker, event=self._event, gone=self._gone)
         self._waiters: list[tuple[Callable[[], bool], Callable[[], None]]] = []
-        for svc in config.services.values():
-            self._add(svc)
+        # Services a system's init could not configure, each with its error: shown by
+        # status as failed, never started; a reload that succeeds replaces them.
+        self.broken = dict(broken or {})
+        services = list(config.services.values())
+        budget.check(config.directory, services, bool(logs.directory))
+        self._add_all(config.directory, services)
 
     # -- configuration ---------------------------------------------------------
 
+    def _add_all(self, directory: str, configs: list[ServiceConfig]) -> list[Runtime]:
+        """Add every service, or none: a descriptor that runs out undoes the others."""
+        made: list[Runtime] = []
+        try:
+            for cfg in configs:
+                made.append(self._add(cfg))
+        except OSError as exc:
+            for rt in made:
+                self._discard(rt)
+            raise ConfigInvalid([ConfigError(
+                directory, f"cannot set up {cfg.name} ({len(made)} of {len(configs)} new "
+                f"services were): {exc.strerror}; nothing was changed")]) from None
+        return made
+
     def _add(self, config: ServiceConfig) -> Runtime:
         log = ServiceLog(config.name, self.log_settings)
-        log.attach(self.loop)
         rt = Runtime(self.order.add(config, self.loop.now()), log)
-        if config.type == "notify":
-            self._open_notify_socket(rt)
+        try:
+            if config.type == "notify":
+                self._open_notify_socket(rt)
+        except OSError:
+            self.order.remove(config.name)
+            log.close(self.loop)
+            raise
+        log.attach(self.loop)
         self.services[config.name] = rt
         return rt
+
+    def _discard(self, rt: Runtime) -> None:
+        """Undo `_add` of a service that never ran."""
+        rt.log.close(self.loop)
+        if rt.notify_sock is not None:
+            rt.notify_sock.close()
+        self.order.remove(rt.name)
+        del self.services[rt.name]
 
     def _open_notify_socket(self, rt: Runtime) -> None:
         def message(pid: int, fields: dict[str, str] | None) -> None:
@@ -121,24 +154,46 @@ class Supervisor:
 
     # -- reload --------------------------------------------------------------------
 
-    def reload(self, new: Config) -> dict[str, list[str]]:
-        """Apply a validated configuration: add, remove and restart only what changed."""
+    def reload(self, new: Config, log_files: bool = False) -> dict[str, list[str]]:
+        """Apply a validated configuration: add, remove and restart only what changed.
+
+        All of it or nothing: whatever the new services need is opened first, and
+        ConfigInvalid (the running configuration untouched) says why it could not be.
+        """
         old = {name: rt.config for name, rt in self.services.items() if not rt.removing}
         added, removed, changed = model.changes(old, new.services)
+        # What is held until the reload has settled: the new services, those still
+        # stopping, and the changed ones in both forms (a notify socket outlives its type).
+        held = [*new.services.values(), *(rt.config for rt in self.services.values()
+                                          if rt.name not in new.services or rt.removing)]
+        held += [self.services[name].config for name in changed]
+        budget.check(new.directory, held, log_files or bool(self.log_settings.directory))
+        made = self._add_all(new.directory, [new.services[name] for name in added])
+        opened: list[Runtime] = []
+        try:
+            for name in changed:
+                rt = self.services[name]
+                if new.services[name].type == "notify" and rt.notify_sock is None:
+                    self._open_notify_socket(rt)
+                    opened.append(rt)
+        except OSError as exc:
+            for rt in made:
+                self._discard(rt)
+            for rt in opened:
+                rt.notify_sock.close()  # type: ignore[union-attr]
+                rt.notify_sock = None
+            raise ConfigInvalid([ConfigError(new.directory, f"cannot open a notify socket: "
+                                             f"{exc.strerror}; nothing was changed")]) from None
         for name in removed:
             self._retire(self.services[name])
         restart: list[str] = []
         for name in changed:
             rt = self.services[name]
-            cfg = new.services[name]
             was_running = rt.machine.state in (*machine.RUNNING, machine.BACKOFF)
-            self.order.reconfigure(cfg)
-            if cfg.type == "notify" and rt.notify_sock is None:
-                self._open_notify_socket(rt)
+            self.order.reconfigure(new.services[name])
             if was_running:
                 restart.append(name)
-        for name in added:
-            self._add(new.services[name])
+        self.broken = {}
         if restart:
             self.restart(restart)
         self._apply(self.order.start([n for n in added if new.services[n].autostart],
@@ -223,11 +278,11 @@ class Supervisor:
         rt.exec_error = None
         now = self.loop.now()
         ready_fd = None
-        if cfg.ready_fd is not None:
-            self._close_notify_fd(rt)
-            rt.notify_fd = NotificationFd(self.loop, lambda: self._ready(rt))
-            ready_fd = rt.notify_fd.write_fd
         try:
+            if cfg.ready_fd is not None:
+                self._close_notify_fd(rt)
+                rt.notify_fd = NotificationFd(self.loop, lambda: self._ready(rt))
+                ready_fd = rt.notify_fd.write_fd
             cmd = command.build(
                 cfg, self._base_env, log_fd=rt.log.write_fd, ready_fd=ready_fd,
                 notify_socket=rt.notify_sock.address if rt.notify_sock is not None else None,
@@ -377,9 +432,18 @@ class Supervisor:
                 "notify_refused": rt.notify_refused,
                 "notify_malformed": rt.notify_malformed,
             })
+        if not names:
+            records += [_broken_row(name, reason) for name, reason in self.broken.items()]
         return records
 
 
 def _sometimes(count: int) -> bool:
     """Log the 1st, 2nd, 4th, 8th... of a kind: a flood of them cannot flood the console."""
     return count & (count - 1) == 0
+
+
+def _broken_row(name: str, reason: str) -> dict[str, object]:
+    """A status record for what the configuration could not set up: failed, with its error."""
+    return {"name": name, "state": machine.FAILED, "pid": None, "type": None, "since": None,
+            "uptime": None, "restarts": 0, "last_exit": None, "reason": reason, "status": "",
+            "want": None, "tracking": None, "notify_refused": 0, "notify_malformed": 0}

@@ -33,7 +33,7 @@ from roost.core import sigs
 from roost.kernel import console, linux
 from roost.kernel.loop import Loop
 from roost.kernel.reaper import Reaper
-from roost.system import mounts, power
+from roost.system import emergency, mounts, power
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -252,35 +252,58 @@ class System:
         if self.scope == linux.MACHINE:
             linux.reboot(linux.RB_DISABLE_CAD)  # the kernel sends SIGINT to PID 1 instead
 
-    def _load(self) -> Config | None:
+    def _load(self) -> tuple[Config, dict[str, str]]:
+        """The configuration, less the services its errors reach; those, with their errors."""
+        from roost.config.errors import ConfigInvalid, degrade  # noqa: PLC0415 - lazy (start-up): after the sockets
         from roost.config.reader import read  # noqa: PLC0415 - lazy (start-up): after the sockets
 
-        config, errors = read(self.directory, self.reaper)
-        self.settings = config.settings
-        if errors:
-            for error in errors:
-                console.say(str(error))
-            console.say(f"{len(errors)} configuration error{'s' if len(errors) > 1 else ''} in "
-                        f"{self.directory}: no service started (fix it, then `roost reload`)")
+        try:
+            config, errors = read(self.directory, self.reaper)
+        except ConfigInvalid as exc:  # the reader itself failed: nothing was read
             from roost.core.model import Config as ConfigType  # noqa: PLC0415 - lazy (start-up): errors only
+            from roost.core.model import Settings  # noqa: PLC0415 - lazy (start-up): errors only
 
-            config = ConfigType(config.directory, {}, config.settings)
-            if config.settings.emergency_shell:
-                self.emergency_shell(wait=False)
-        return config
+            config = ConfigType(os.path.abspath(self.directory), {}, Settings())
+            errors = exc.errors
+        self.settings = config.settings
+        if not errors:
+            return config, {}
+        for error in errors:
+            console.say(str(error))
+        # One bad file must not cost the machine its other services (sshd, a getty):
+        # only what the errors reach is set aside, shown failed by `roost status`.
+        broken = degrade(config, errors)
+        console.say(f"{len(errors)} configuration error{'s' if len(errors) > 1 else ''} in "
+                    f"{self.directory}: {len(config.services)} services start, "
+                    f"{len(broken)} set aside (fix them, then `roost reload`)")
+        return config, broken
 
-    def _supervise(self, config: Config) -> None:
+    def _supervise(self, config: Config, broken: dict[str, str]) -> None:
+        from roost.config.errors import ConfigInvalid  # noqa: PLC0415 - lazy (start-up): after the sockets
         from roost.up import Manager  # noqa: PLC0415 - lazy (start-up): after the sockets listen
 
         address = self.servers[0].address if self.servers else power.SYSTEM_CONTROL
-        manager = Manager(config, control=address, pid1=True, loop=self.loop,
-                          reaper=self.reaper, dispatcher=self.dispatcher)
+
+        def manager_of(services: Config) -> Manager:
+            return Manager(services, control=address, pid1=True, loop=self.loop,
+                           reaper=self.reaper, dispatcher=self.dispatcher, broken=broken)
+
+        try:
+            manager = manager_of(config)
+        except ConfigInvalid as exc:  # more services than descriptors: none is set up
+            console.say(str(exc))
+            broken.update(dict.fromkeys(config.services, str(exc.errors[0].message)))
+            config.services = {}
+            manager = manager_of(config)
         manager.on_stopped.append(self._services_stopped)
         if self.servers:
             manager.control = self.servers[0]
             for server in self.servers:
                 server.control_gid = manager.control_gid
         self.manager = manager
+        if broken and not config.services:
+            console.say(f"no service started: nothing in {self.directory} can start")
+            self.emergency_shell(wait=False)
 
     def boot(self) -> None:
         """Stage 1: everything before the services."""
@@ -304,10 +327,10 @@ class System:
             self._step("control socket", lambda: self._listen(RUN_CONTROL))
         self._step("hostname", self._hostname)
         self._step("ctrl-alt-del", self._ctrl_alt_del)
-        config: list[Config | None] = [None]
-        self._step("configuration", lambda: config.__setitem__(0, self._load()))
-        if config[0] is not None:
-            self._step("supervisor", lambda: self._supervise(config[0]))
+        loaded: list[tuple[Config, dict[str, str]]] = []
+        self._step("configuration", lambda: loaded.append(self._load()))
+        if loaded:
+            self._step("supervisor", lambda: self._supervise(*loaded[0]))
 
     def serve(self) -> None:
         """Stage 2: start the services and supervise until a request has stopped them."""
@@ -335,50 +358,11 @@ class System:
     # -- when all else fails ---------------------------------------------------------------
 
     def emergency_shell(self, wait: bool = True) -> None:
-        """Run the configured emergency shell on the console; with `wait`, until it exits."""
+        """Run the emergency shell on the console (if there is one); with `wait`, until it exits."""
         settings = self.current_settings()
-        if settings is None or not settings.emergency_shell:
-            return
-        argv = settings.emergency_shell
-        # In a PID namespace /dev/console is the host's: the shell gets roost's own 0-2.
-        own_console = self.scope == linux.MACHINE
-        console.say(f"starting the emergency shell {' '.join(argv)} on the console")
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child only execs
-            try:
-                _signal.set_wakeup_fd(-1)
-                for signum in sigs.CATCHABLE:
-                    _signal.signal(signum, _signal.SIG_DFL)
-                os.setsid()
-                if own_console:
-                    fd = os.open("/dev/console", os.O_RDWR)
-                    import fcntl  # noqa: PLC0415 - lazy (child): the shell only
-                    import termios  # noqa: PLC0415 - lazy (child): the shell only
-
-                    try:
-                        fcntl.ioctl(fd, termios.TIOCSCTTY, 1)
-                    except OSError:
-                        pass
-                    for target in (0, 1, 2):
-                        os.dup2(fd, target)
-                os.closerange(3, 65536)
-                _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
-                os.execv(argv[0], argv)
-            except BaseException:  # noqa: BLE001 - the child must never return into roost
-                os._exit(127)
-        if not wait:
-            self.reaper.watch(pid, lambda _p, status: console.say(
-                f"emergency shell ended ({status.describe()})"))
-            return
-        done: list[ExitStatus] = []
-        self.reaper.watch(pid, lambda _p, status: done.append(status))
-        import time  # noqa: PLC0415 - lazy (start-up): the shell only
-
-        while not done:
-            self.reaper.drain()
-            if not done:
-                time.sleep(0.1)
-        console.say(f"emergency shell ended ({done[0].describe()})")
+        argv = emergency.shell_argv(settings.emergency_shell if settings else None, self.scope)
+        if argv is not None:
+            emergency.run(argv, self.reaper, own_console=self.scope == linux.MACHINE, wait=wait)
 
     def fatal(self) -> int:
         """A failure roost cannot supervise through: emergency shell, then the fatal action."""

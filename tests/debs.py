@@ -9,8 +9,8 @@ undoes everything. A dependency the host lacks is unpacked beside it.
 
     python -m tests.debs [--force]   # fetch what the host does not already provide
 
-`program(name)` finds a program there (else on the host), and `environment(path)`
-gives the library path an unpacked program needs.
+`program(name)` and `library(name)` find a program or a preloaded library there (else
+on the host), and `environment(path)` gives the library path an unpacked program needs.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ PROGRAMS = {
     "dnsmasq": "dnsmasq-base",           # a double fork, then a pid file
     "systemd-notify": "systemd",         # the real sd_notify sender
 }
+# The shared libraries tests preload, and their packages.
+LIBRARIES = {
+    "libfaketime.so.1": "libfaketime",   # moves CLOCK_REALTIME under a running roost
+}
+_PRELOAD_DIRS = ("usr/lib/x86_64-linux-gnu/faketime",)
 _BIN_DIRS = ("usr/sbin", "usr/bin", "sbin", "bin")
 _LIB_DIRS = ("usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu",
              "usr/lib/x86_64-linux-gnu/systemd", "usr/lib")
@@ -50,6 +55,16 @@ def program(name: str) -> str | None:
         if path.exists():
             return str(path)
     return _on_host(name)
+
+
+def library(name: str) -> str | None:
+    """The unpacked library if there is one, else the host's, else None."""
+    for root in (ROOT, Path("/")):
+        for d in _PRELOAD_DIRS:
+            path = root / d / name
+            if path.exists():
+                return str(path)
+    return None
 
 
 def environment(path: str) -> dict[str, str]:
@@ -73,8 +88,8 @@ def _missing_dependencies(package: str) -> list[str]:
 
 def fetch(force: bool = False) -> list[str]:
     """Download and unpack what the host lacks (everything with `force`); return the packages."""
-    wanted = sorted({pkg for name, pkg in PROGRAMS.items()
-                     if force or (program(name) is None)})
+    wanted = sorted({pkg for name, pkg in PROGRAMS.items() if force or program(name) is None}
+                    | {pkg for name, pkg in LIBRARIES.items() if force or library(name) is None})
     if not wanted:
         return []
     packages = sorted({dep for pkg in wanted for dep in _missing_dependencies(pkg)})

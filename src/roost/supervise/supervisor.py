@@ -342,7 +342,7 @@ class Supervisor:
     # -- reporting -----------------------------------------------------------------
 
     def status(self, names: Iterable[str] | None = None) -> list[dict[str, object]]:
-        """One record per service: name, state, pid, uptime, restarts, last exit, reason."""
+        """One record per service: state, pid, uptime, restarts, last exit, lines its log lost."""
         now = self.loop.now()
         chosen = list(names) if names else list(self.services)
         records: list[dict[str, object]] = []
@@ -363,6 +363,7 @@ class Supervisor:
                 "status": rt.status_text,
                 "want": m.want,
                 "tracking": self.tracker.means_for(name),
+                "log_dropped": rt.log.lost,
             })
         return records
 

@@ -291,6 +291,9 @@ def _print_status(records: list[dict[str, Any]]) -> None:
             code = _COLOURS.get(row[1], "0")
             cells[1] = f"\033[{code}m{cells[1]}\033[0m"
         print("  ".join([*cells, row[5]]).rstrip())
+    for r in records:
+        if r.get("log_dropped"):
+            print(f"{r['name']}: {r['log_dropped']} lines never reached its log file")
 
 
 def _print_line(record: dict[str, Any], with_name: bool) -> None:

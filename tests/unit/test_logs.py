@@ -25,7 +25,7 @@ def service_log(directory: Path | None, max_bytes: int = 1 << 20, keep: int = 3)
 
 def feed(log: ServiceLog, data: bytes) -> None:
     os.write(log.write_fd, data)
-    log._readable(0)
+    log._read(None)  # everything written; the reactor would take it in budgets
 
 
 def texts(log: ServiceLog) -> list[str]:
@@ -116,3 +116,77 @@ def test_tail_from_files_when_memory_is_short(tmp_path: Path, loop: Loop) -> Non
     assert [t for _, t in tail] == [f"old {n:02d}" for n in range(25, 30)]
     assert all(abs(when - 1_700_000_000) < 2 for when, _ in tail)
     second.close(loop)
+
+
+def test_a_planted_link_is_not_followed(tmp_path: Path, loop: Loop) -> None:
+    logs_dir = tmp_path / "logs"
+    logs_dir.mkdir(mode=0o750)
+    target = tmp_path / "target"
+    target.write_text("keep\n")
+    (logs_dir / "svc.log").symlink_to(target)
+    log = service_log(logs_dir)
+    log.emit("one", 0.0)
+    log.emit("two", 0.0)
+    log.close(loop)
+    assert target.read_text() == "keep\n"
+    assert log.lost == 2
+
+
+def test_a_directory_others_may_write_in_is_refused(tmp_path: Path, loop: Loop) -> None:
+    logs_dir = tmp_path / "logs"
+    logs_dir.mkdir()
+    logs_dir.chmod(0o770)
+    log = service_log(logs_dir)
+    with pytest.raises(logs.LogDirRefused, match="writable by group or others"):
+        log.write_fd  # noqa: B018 - the property is the check a start makes
+    logs_dir.chmod(0o1770)  # sticky: others may add files, not replace roost's
+    assert log.write_fd >= 0
+    log.emit("fine", 0.0)
+    log.close(loop)
+    assert (logs_dir / "svc.log").read_text().endswith(" fine\n")
+
+
+def test_a_missing_directory_is_created_private(tmp_path: Path, loop: Loop) -> None:
+    log = service_log(tmp_path / "a" / "b")
+    log.emit("x", 0.0)
+    log.close(loop)
+    assert (tmp_path / "a" / "b" / "svc.log").exists()
+    assert (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o750
+
+
+def test_a_flood_is_read_in_budgets(loop: Loop) -> None:
+    log = service_log(None)
+    seen: list[str] = []
+    log.followers.append(lambda name, when, text: seen.append(text))
+    os.write(log.write_fd, (b"z" * 99 + b"\n") * 500)
+    log._readable(0)
+    assert len(seen) == logs.READ_BUDGET // 100  # one turn's worth, the rest left in the pipe
+    for _ in range(10):
+        log._readable(0)
+    assert len(seen) == 500
+    log.close(loop)
+
+
+def test_a_full_console_drops_counts_and_says_so(loop: Loop,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from roost.kernel import console
+
+    monkeypatch.setattr(console, "_loop", loop)
+    monkeypatch.setattr(console, "_outs", {})
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        line = b"x" * 99 + b"\n"
+        for _ in range(int((65536 + console.BUFFER_BYTES) / 100) + 50):
+            console.write(w, line)  # never blocks: the pipe, then the buffer, then drops
+        lost = console.dropped()
+        assert lost > 0
+        got = b""
+        while b"console could not keep up" not in got:
+            got += os.read(r, 1 << 20)
+            loop.run_once(0.1)
+        assert f"roost: {lost} lines dropped (console could not keep up)\n".encode() in got
+    finally:
+        for out in console._outs.values():
+            out.forget()
+        os.close(r)
+        os.close(w)

@@ -408,7 +408,7 @@ class Supervisor:
     # -- reporting -----------------------------------------------------------------
 
     def status(self, names: Iterable[str] | None = None) -> list[dict[str, object]]:
-        """One record per service: name, state, pid, uptime, restarts, last exit, reason."""
+        """One record per service: state, pid, uptime, restarts, last exit, lines its log lost."""
         now = self.loop.now()
         chosen = list(names) if names else list(self.services)
         records: list[dict[str, object]] = []
@@ -431,6 +431,7 @@ class Supervisor:
                 "tracking": self.tracker.means_for(name),
                 "notify_refused": rt.notify_refused,
                 "notify_malformed": rt.notify_malformed,
+                "log_dropped": rt.log.lost,
             })
         if not names:
             records += [_broken_row(name, reason) for name, reason in self.broken.items()]
@@ -446,4 +447,5 @@ def _broken_row(name: str, reason: str) -> dict[str, object]:
     """A status record for what the configuration could not set up: failed, with its error."""
     return {"name": name, "state": machine.FAILED, "pid": None, "type": None, "since": None,
             "uptime": None, "restarts": 0, "last_exit": None, "reason": reason, "status": "",
-            "want": None, "tracking": None, "notify_refused": 0, "notify_malformed": 0}
+            "want": None, "tracking": None, "notify_refused": 0, "notify_malformed": 0,
+            "log_dropped": 0}

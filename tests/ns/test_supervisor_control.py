@@ -79,9 +79,9 @@ def test_nobody_can_read_but_not_change(roost: Roost) -> None:
     result = roost.cli("status", "--json", user=NOBODY)
     assert result.returncode == 0, result.stderr
     assert {r["name"] for r in json.loads(result.stdout)} == {"svc", "echo", "idle"}
-    assert roost.cli("log", "echo", user=NOBODY).returncode == 0
-    for args in (["stop", "svc"], ["start", "idle"], ["restart", "svc"],
-                 ["signal", "KILL", "svc"], ["reload"], ["shutdown"]):
+    # Service output and command lines carry secrets: not for every local user.
+    for args in (["log", "echo"], ["tree"], ["stop", "svc"], ["start", "idle"],
+                 ["restart", "svc"], ["signal", "KILL", "svc"], ["reload"], ["shutdown"]):
         result = roost.cli(*args, user=NOBODY)
         assert result.returncode == 1, args
         assert result.stderr == (f"roost: {args[0]}: permitted to root and the control group "
@@ -96,6 +96,8 @@ def test_a_member_of_the_control_group_may_change(roost: Roost) -> None:
     pid = roost.status("svc")["pid"]
     result = roost.cli("restart", "svc", user=NOBODY, groups=str(DAEMON_GID))
     assert result.returncode == 0, result.stderr
+    result = roost.cli("log", "echo", user=NOBODY, groups=str(DAEMON_GID))
+    assert result.returncode == 0 and "listening" in result.stdout, result.stderr
     record = roost.status("svc")
     assert record["state"] == "up" and record["pid"] != pid
 
@@ -142,6 +144,28 @@ def test_bad_requests_get_an_error_and_roost_goes_on(roost: Roost) -> None:
             conn.send(b'{"v":1,"id":10,"cmd":"start","args":{"services":["svc"],"timeout":'
                       + timeout + b"}}\n")
             assert error_of(conn.reply()) == (10, "bad-request"), timeout
+        # Arguments of the wrong type are refused, naming the argument.
+        for args, name in ((b'{"services":["idle"],"follow":"no"}', b"log"),
+                           (b'{"services":["idle"],"lines":2.7}', b"log"),
+                           (b'{"services":["svc"],"wait":"false"}', b"stop"),
+                           (b'{"services":["svc"],"signal":0}', b"signal"),
+                           (b'{"services":["svc"],"signal":"0"}', b"signal")):
+            conn.send(b'{"v":1,"id":14,"cmd":"' + name + b'","args":' + args + b"}\n")
+            reply = conn.reply()
+            assert error_of(reply) == (14, "bad-request"), args
+            key = args.split(b",")[1].split(b":")[0].strip(b'"').decode()
+            assert f'"{key}"' in reply["error"]["message"] or "signal 0" in reply["error"][
+                "message"], reply
+        # What no reply could carry (a lone surrogate, an id nested deep) is refused,
+        # and what follows it on the connection is still served.
+        conn.send(b'{"v":1,"id":"\\ud800","cmd":"ping"}\n'
+                  b'{"v":1,"id":' + b"[" * 990 + b"]" * 990 + b',"cmd":"ping"}\n'
+                  b'{"v":1,"id":15,"cmd":"status","args":{"services":["\\ud800"]}}\n'
+                  b'{"v":1,"id":16,"cmd":"ping"}\n')
+        assert error_of(conn.reply()) == (None, "bad-request")
+        assert error_of(conn.reply()) == (None, "bad-request")
+        assert error_of(conn.reply()) == (15, "bad-request")
+        assert conn.reply()["id"] == 16
         # Nested deep enough to exhaust a recursive parser.
         conn.send(b"[" * 50000 + b"\n")
         assert error_of(conn.reply()) == (None, "bad-request")
@@ -165,6 +189,7 @@ def test_bad_requests_get_an_error_and_roost_goes_on(roost: Roost) -> None:
         assert isinstance(result, dict) and result["protocol"] == 1
         assert result["pid1"] is (roost.mode == "pid1")
     assert roost.status("svc")["state"] == "up"
+    assert "Traceback" not in roost.output()
 
 
 def test_a_client_that_goes_away_mid_request_does_no_harm(roost: Roost) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
+import struct
 
 from roost.control import protocol
 
@@ -13,6 +16,10 @@ if TYPE_CHECKING:
 
 class NotRunning(Exception):
     """Nothing answers on the control address."""
+
+
+class Untrusted(NotRunning):
+    """The control address is in a place, or served by a user, that the client must not trust."""
 
 
 class RemoteError(Exception):
@@ -39,14 +46,29 @@ class Client:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(self.timeout)
         try:
+            if not self.address.startswith("@"):
+                _check_path(self.address)
             sock.connect(protocol.socket_address(self.address))
+            # Whoever listens, on a path or an abstract name, must be root or this
+            # user: anyone else could answer with lies or collect what is sent.
+            uid = struct.unpack("iII", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                       12))[1]
+            if uid not in (0, os.geteuid()):
+                raise Untrusted(f"will not talk to {self.address}: it is served by uid {uid}, "
+                                "neither root nor you")
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             sock.close()
             raise NotRunning(f"roost is not running (nothing listens on {self.address}: "
                              f"{exc.strerror})") from None
+        except protocol.UnsafeAddress as exc:
+            sock.close()
+            raise Untrusted(f"will not talk to {self.address}: {exc}") from None
         except PermissionError as exc:
             sock.close()
             raise NotRunning(f"cannot reach roost at {self.address}: {exc.strerror}") from None
+        except BaseException:
+            sock.close()
+            raise
         self._sock = sock
 
     def close(self) -> None:
@@ -115,6 +137,19 @@ class Client:
             payload = message.get("event")
             if isinstance(payload, dict):
                 yield payload
+
+
+def _check_path(path: str) -> None:
+    """Refuse a socket (or its directory) that another user controls; symlinks are not followed."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.lexists(directory):
+        raise FileNotFoundError(2, "No such file or directory")
+    protocol.check_directory(directory, private=False)
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise protocol.UnsafeAddress(f"{path} is a symbolic link")
+    if st.st_uid not in (0, os.geteuid()):
+        raise protocol.UnsafeAddress(f"{path} is owned by uid {st.st_uid}, neither root nor you")
 
 
 def call(cmd: str, address: str | None = None, timeout: float | None = 30.0,

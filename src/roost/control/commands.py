@@ -59,30 +59,86 @@ MAX_NUMBER = 1_000_000
 LATER = object()
 
 
+def _boolean(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _names(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(n, str) for n in value)
+
+
+def _seconds(value: object) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and 0 <= value <= MAX_NUMBER)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_NUMBER
+
+
+def _signal(value: object) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+# Each argument's one type, whatever command takes it: what it must be, and the test.
+ARGUMENTS: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "services": ("a list of service names", _names),
+    "wait": ("true or false", _boolean),
+    "follow": ("true or false", _boolean),
+    "force": ("true or false", _boolean),
+    "timeout": (f"a number of seconds from 0 to {MAX_NUMBER}", _seconds),
+    "lines": (f"an integer from 0 to {MAX_NUMBER}", _count),
+    "signal": ("a signal name or number", _signal),
+}
+
+
+def check_arguments(takes: tuple[str, ...], args: dict[str, object]) -> None:
+    """Refuse an argument of the wrong type, naming it; arguments not in `takes` are ignored."""
+    for key in takes:
+        if key in args:
+            what, valid = ARGUMENTS[key]
+            if not valid(args[key]):
+                raise ProtocolError(protocol.BAD_REQUEST,
+                                    f"\"{key}\" must be {what}, not {_shown(args[key])}")
+
+
+def _shown(value: object) -> str:
+    text = protocol.encode({"": value})[4:-2].decode(errors="replace")
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 class Request:
     """One authorized request: its arguments, and the way back to its client."""
 
-    __slots__ = ("args", "cmd", "conn", "ident")
+    __slots__ = ("answered", "args", "cmd", "conn", "ident", "later")
 
     def __init__(self, conn: Connection, ident: object, cmd: str, args: dict[str, object]):
         self.conn = conn
         self.ident = ident
         self.cmd = cmd
         self.args = args
+        self.answered = False
+        self.later = False  # counted in the connection's `awaiting` until answered
 
     def reply(self, result: object) -> None:
         """Send the success reply."""
-        self.conn.send(protocol.ok(self.ident, result))
+        self._answer(protocol.ok(self.ident, result))
 
     def fail(self, code: str, message: str) -> None:
         """Send an error reply."""
-        self.conn.send(protocol.error(self.ident, code, message))
+        self._answer(protocol.error(self.ident, code, message))
+
+    def _answer(self, line: bytes) -> None:
+        self.answered = True
+        if self.later:
+            self.later = False
+            self.conn.awaiting -= 1
+        self.conn.send(line)
 
     def names(self, host: Host, required: bool = True) -> list[str]:
         """The "services" argument, each a configured service."""
         names = self.args.get("services", [])
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ProtocolError(protocol.BAD_REQUEST, "\"services\" must be a list of names")
+        assert isinstance(names, list)  # checked by check_arguments
         if required and not names:
             raise ProtocolError(protocol.BAD_REQUEST, "name at least one service")
         known = host.supervisor.services
@@ -93,13 +149,10 @@ class Request:
         return list(names)
 
     def number(self, key: str, default: float) -> float:
-        """A numeric argument within 0..MAX_NUMBER."""
+        """A numeric argument (its type checked by check_arguments)."""
         value = self.args.get(key, default)
-        if (isinstance(value, bool) or not isinstance(value, int | float)
-                or not 0 <= value <= MAX_NUMBER):
-            raise ProtocolError(protocol.BAD_REQUEST,
-                                f"\"{key}\" must be a number from 0 to {MAX_NUMBER}")
-        return float(value)
+        assert isinstance(value, int | float)
+        return value
 
 
 class Dispatcher:
@@ -118,13 +171,19 @@ class Dispatcher:
     def __call__(self, conn: Connection, ident: object, cmd: str,
                  args: dict[str, object]) -> None:
         """Run one command; ProtocolError from it becomes the server's error reply."""
-        handler = COMMANDS.get(cmd)
-        if handler is None:
+        entry = COMMANDS.get(cmd)
+        if entry is None:
             raise ProtocolError(protocol.UNKNOWN_COMMAND, f"unknown command {cmd!r}")
+        handler, takes = entry
+        check_arguments(takes, args)
         request = Request(conn, ident, cmd, args)
         result = handler(self, request)
         if result is not LATER:
             request.reply(result)
+        elif not request.answered:
+            # The connection is not idle while a reply is owed (docs/control.md, Limits).
+            request.later = True
+            conn.awaiting += 1
 
     def serving(self, req: Request) -> Host:
         """The host, or a refusal of `req` while there is none yet."""
@@ -194,12 +253,14 @@ def signal(d: Dispatcher, req: Request) -> object:
     host = d.serving(req)
     names = req.names(host)
     spec = req.args.get("signal")
-    if not isinstance(spec, str | int) or isinstance(spec, bool):
-        raise ProtocolError(protocol.BAD_REQUEST, "\"signal\" must be a name or a number")
+    if spec is None:
+        raise ProtocolError(protocol.BAD_REQUEST, "name a \"signal\"")
     try:
         signum = sigs.number(str(spec))
     except ValueError as exc:
         raise ProtocolError(protocol.BAD_REQUEST, str(exc)) from None
+    if signum == 0:
+        raise ProtocolError(protocol.BAD_REQUEST, "signal 0 sends nothing: name a signal")
     missing = [n for n in names if not host.supervisor.send_signal(n, signum)]
     if missing:
         raise ProtocolError(protocol.FAILED, "not running: " + ", ".join(missing))
@@ -293,22 +354,25 @@ def _power(kind: str) -> Handler:
         if d.power is None:
             raise ProtocolError(protocol.FAILED, f"{kind}: this roost is not the system's init "
                                 "(it supervises as `roost up`; use `roost shutdown`)")
-        return d.power(kind, req.conn.peer.describe(), bool(req.args.get("force")))
+        return d.power(kind, req.conn.peer.describe(), req.args.get("force") is True)
 
     handle.__doc__ = f"Ask init to {kind}: acknowledged at once, carried out after the reply."
     return handle
 
 
-COMMANDS: dict[str, Handler] = {
-    "ping": ping,
-    "status": status,
-    "start": _change("start", lambda s, names: s.start(names), down=False),
-    "stop": _change("stop", lambda s, names: s.stop(names), down=True),
-    "restart": _change("restart", lambda s, names: s.restart(names), down=False),
-    "signal": signal,
-    "log": log,
-    "tree": tree,
-    "reload": reload,
-    "shutdown": shutdown,
-    **{kind: _power(kind) for kind in POWER},
+_CHANGE = ("services", "wait", "timeout")
+
+# Each command, and the arguments it takes (see ARGUMENTS).
+COMMANDS: dict[str, tuple[Handler, tuple[str, ...]]] = {
+    "ping": (ping, ()),
+    "status": (status, ("services",)),
+    "start": (_change("start", lambda s, names: s.start(names), down=False), _CHANGE),
+    "stop": (_change("stop", lambda s, names: s.stop(names), down=True), _CHANGE),
+    "restart": (_change("restart", lambda s, names: s.restart(names), down=False), _CHANGE),
+    "signal": (signal, ("services", "signal")),
+    "log": (log, ("services", "lines", "follow")),
+    "tree": (tree, ("services",)),
+    "reload": (reload, ()),
+    "shutdown": (shutdown, ()),
+    **{kind: (_power(kind), ("force",)) for kind in POWER},
 }

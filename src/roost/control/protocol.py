@@ -10,7 +10,9 @@ lines after its reply until the client disconnects. See docs/control.md.
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 
 VERSION = 1
 MAX_MESSAGE = 64 * 1024  # bytes in one request line, newline included
@@ -19,9 +21,11 @@ MAX_MESSAGE = 64 * 1024  # bytes in one request line, newline included
 MAX_REPLY = 64 * 1024 * 1024
 IDLE_TIMEOUT = 30.0  # seconds a connection may stay without a complete request
 
-# Commands anyone may run; every other command changes state and needs root or
-# the configured control group.
-READ_ONLY = frozenset({"ping", "status", "log", "tree"})
+# Commands anyone may run. Every other command needs root or the configured control
+# group: those that change state, and those that return what a service printed or
+# was started with (`log`: output that carries secrets; `tree`: command lines that
+# do, and that /proc may hide from other users with hidepid=).
+OPEN_TO_ALL = frozenset({"ping", "status"})
 
 # Error codes.
 BAD_REQUEST = "bad-request"
@@ -91,7 +95,11 @@ class LineDecoder:
 
 def encode(message: dict[str, object]) -> bytes:
     """One message as a line of compact JSON."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    try:
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    except UnicodeEncodeError:
+        # A lone surrogate has no UTF-8 form; JSON's \\u escapes carry it as it is.
+        return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
 def request(cmd: str, args: dict[str, object] | None = None, ident: object = 1) -> bytes:
@@ -111,6 +119,15 @@ def decode_request(line: bytes) -> tuple[object, str, dict[str, object]]:
     if not isinstance(message, dict):
         raise ProtocolError(BAD_REQUEST, "a request must be a JSON object")
     ident = message.get("id")
+    if not _valid_id(ident):
+        raise ProtocolError(BAD_REQUEST, "\"id\" must be a string, a finite number or null")
+    try:
+        # What cannot be encoded back (a lone surrogate, nesting past the encoder's
+        # depth) could not be named in a reply either.
+        json.dumps(message, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, RecursionError, ValueError):
+        raise ProtocolError(BAD_REQUEST, "a string holds a lone surrogate, or the request "
+                            "nests too deeply", ident) from None
     version = message.get("v")
     if version != VERSION:
         raise ProtocolError(UNSUPPORTED_VERSION,
@@ -136,9 +153,25 @@ def decode_reply(line: bytes) -> dict[str, object]:
     return message
 
 
+def _valid_id(ident: object) -> bool:
+    if isinstance(ident, str):
+        try:
+            ident.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(ident, float):
+        return math.isfinite(ident)
+    return ident is None or (isinstance(ident, int) and not isinstance(ident, bool))
+
+
 def ok(ident: object, result: object) -> bytes:
-    """Encode a success reply."""
-    return encode({"v": VERSION, "id": ident, "ok": True, "result": result})
+    """Encode a success reply; one over MAX_REPLY becomes a `too-large` error reply."""
+    line = encode({"v": VERSION, "id": ident, "ok": True, "result": result})
+    if len(line) > MAX_REPLY:
+        return error(ident, TOO_LARGE, f"the reply would be {len(line)} bytes, over the "
+                     f"{MAX_REPLY >> 20} MiB a client accepts; ask for fewer services")
+    return line
 
 
 def error(ident: object, code: str, message: str) -> bytes:
@@ -164,7 +197,44 @@ def default_address() -> str:
         return env
     if os.geteuid() == 0:
         return "/run/roost/control"
+    return os.path.join(user_directory(), "control")
+
+
+def user_directory() -> str:
+    """The directory of a non-root user's default socket: private to that user."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
-        return os.path.join(runtime, "roost", "control")
-    return f"/tmp/roost-{os.geteuid()}/control"
+        return os.path.join(runtime, "roost")
+    return f"/tmp/roost-{os.geteuid()}"
+
+
+class UnsafeAddress(OSError):
+    """A socket path in a place another user could control (an OSError: a place unusable)."""
+
+
+def check_directory(directory: str, private: bool) -> None:
+    """Refuse a socket directory another user controls; raise UnsafeAddress saying why.
+
+    It must be a real directory (a symbolic link is never followed), owned by this
+    uid (or, unless `private`, by root), and writable by no one else (unless sticky,
+    as /tmp is); a `private` one must be closed to everyone else (mode 0700).
+    """
+    uid = os.geteuid()
+    try:
+        st = os.lstat(directory)
+    except OSError as exc:
+        raise UnsafeAddress(f"cannot use {directory}: {exc.strerror}") from None
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeAddress(f"{directory} is a symbolic link")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeAddress(f"{directory} is not a directory")
+    if st.st_uid != uid and (private or st.st_uid != 0):
+        raise UnsafeAddress(f"{directory} is owned by uid {st.st_uid}, not by uid {uid}"
+                            + ("" if private else " or root"))
+    if private and mode & 0o077:
+        raise UnsafeAddress(f"{directory} has mode {mode:04o}, open to other users "
+                            "(it must be 0700)")
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        raise UnsafeAddress(f"{directory} has mode {mode:04o}: other users could replace "
+                            "the socket")

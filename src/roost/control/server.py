@@ -2,10 +2,12 @@
 
 Any local user may connect. Each request is authorized here and only here,
 from the peer's kernel-reported credentials (SO_PEERCRED, SO_PEERGROUPS):
-read-only commands from anyone, the rest from root or the control group. A
+ping and status from anyone, the rest from root or the control group. A
 malformed or oversized request gets an error reply and the server goes on; a
-connection that sends nothing for IDLE_TIMEOUT seconds is closed; a client that
-stops reading is dropped once its backlog exceeds a bound.
+connection that makes no complete request (and gets no reply) for IDLE_TIMEOUT
+seconds is closed; a client that stops reading is dropped once its backlog
+exceeds a bound. Other users share fewer connections than root and the control
+group may open, each uid a few: none of them can lock root out.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import select
 import socket
 import stat
 import struct
+import time
 
 from roost.control import protocol
 from roost.kernel import console
@@ -29,7 +32,12 @@ if TYPE_CHECKING:
 
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
 MAX_CONNECTIONS = 256
+RESERVED = 64  # of MAX_CONNECTIONS, only for root and the control group
+PER_UID = 16  # connections one uid other than root may hold at once
 MAX_BACKLOG = 4 * 1024 * 1024  # bytes queued for a slow reader before it is dropped
+# Out of descriptors, the listening socket is left alone this long, doubling.
+PAUSE_FIRST, PAUSE_MAX = 0.1, 2.0
+STARVED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _UCRED = struct.Struct("iII")
 
 
@@ -59,29 +67,34 @@ class Peer:
 class Connection:
     """One client connection: buffers, credentials, and its reply function."""
 
-    __slots__ = ("_idle", "_in", "_out", "closed", "on_close", "peer", "server", "sock",
-                 "streaming")
+    __slots__ = ("_idle", "_in", "_last", "_out", "awaiting", "closed", "on_close", "peer",
+                 "server", "sock", "streaming", "trusted")
 
-    def __init__(self, server: ControlServer, sock: socket.socket, peer: Peer):
+    def __init__(self, server: ControlServer, sock: socket.socket, peer: Peer, trusted: bool):
         self.server = server
         self.sock = sock
         self.peer = peer
+        self.trusted = trusted  # root or the control group when it connected
         self._in = protocol.LineDecoder(protocol.MAX_MESSAGE)
         self._out = bytearray()
-        self._idle: Timer | None = None
+        self._last = time.monotonic()  # the last complete request or reply progress
+        self._idle: Timer | None = server.loop.call_later(protocol.IDLE_TIMEOUT, self._idle_out)
         self.closed = False
-        self.streaming = False  # a follower: exempt from the idle timeout
+        self.awaiting = 0  # requests whose reply comes later (a waiting start)
+        self.streaming = False  # a follower: kept while it has nothing unread
         self.on_close: list[Callable[[], None]] = []
 
     def send(self, data: bytes) -> None:
         """Queue bytes for the client; drop the client if it does not keep up."""
         if self.closed:
             return
-        self._out += data
+        # Judged before queueing: one reply larger than the bound still reaches a
+        # client that reads it; a client that does not is dropped at the next one.
         if len(self._out) > MAX_BACKLOG:
             console.say(f"control: dropping client pid {self.peer.pid}: not reading")
             self.close()
             return
+        self._out += data
         self._flush()
 
     def _flush(self) -> None:
@@ -94,6 +107,7 @@ class Connection:
                 self.close()
                 return
             del self._out[:sent]
+            self._last = time.monotonic()
         events = READ | WRITE if self._out else READ
         self.server.loop.modify(self.sock.fileno(), events)
 
@@ -106,19 +120,19 @@ class Connection:
             self._idle.cancel()
         self.server.loop.unwatch(self.sock.fileno())
         self.sock.close()
-        self.server.connections.discard(self)
+        self.server.forget(self)
         for hook in self.on_close:
             hook()
 
-    def touch(self) -> None:
-        """(Re)start the idle timer."""
-        if self._idle is not None:
-            self._idle.cancel()
-        self._idle = self.server.loop.call_later(protocol.IDLE_TIMEOUT, self._idle_out)
-
     def _idle_out(self) -> None:
-        if self.streaming:
+        # Bytes alone do not count: a client trickling one byte at a time would
+        # otherwise hold its connection for ever.
+        left = self._last + protocol.IDLE_TIMEOUT - time.monotonic()
+        if left > 0 or self.awaiting or (self.streaming and not self._out):
+            self._idle = self.server.loop.call_later(left if left > 0 else protocol.IDLE_TIMEOUT,
+                                                     self._idle_out)
             return
+        self._idle = None
         if self._in.pending:
             self.send(protocol.error(None, protocol.TIMEOUT, "incomplete request: timed out"))
         self.close()
@@ -144,7 +158,6 @@ class Connection:
             self.close()
             return
         self._in.feed(data)
-        self.touch()
         while not self.closed:
             try:
                 line = self._in.line()
@@ -156,6 +169,7 @@ class Connection:
             if line is None:
                 return
             if line.strip():
+                self._last = time.monotonic()
                 self.server.serve(self, line)
 
 
@@ -170,7 +184,16 @@ class ControlServer:
         self.dispatch = dispatch
         self.control_gid = control_gid
         self.connections: set[Connection] = set()
+        self._per_uid: dict[int, int] = {}
+        self._untrusted = 0
         self._sock = _listen(address)
+        # Kept to be given up when out of descriptors: enough to accept one
+        # connection and refuse it with a reply, rather than leave it hanging.
+        self._spare: int | None = _dup(self._sock.fileno())
+        self._pause = 0.0  # the current back-off while out of descriptors, or 0
+        self._starved_since = 0.0
+        self._refused = 0
+        self._resume: Timer | None = None
         loop.watch(self._sock.fileno(), READ, self._accept)
 
     def _accept(self, _events: int) -> None:
@@ -178,33 +201,95 @@ class ControlServer:
             try:
                 sock, _ = self._sock.accept()
             except (BlockingIOError, InterruptedError):
+                self._fed()
                 return
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    console.say(f"control: cannot accept: {exc.strerror}")
+                if exc.errno in STARVED:
+                    self._starve(exc.strerror or "out of descriptors")
                 return
+            self._fed()
             sock.setblocking(False)
-            if len(self.connections) >= MAX_CONNECTIONS:
-                try:
-                    sock.send(protocol.error(None, protocol.FAILED, "too many connections"))
-                except OSError:
-                    pass
-                sock.close()
+            peer = _peer(sock)
+            trusted = self.trusted(peer)
+            refusal = self._refusal(peer, trusted)
+            if refusal:
+                _refuse(sock, refusal)
                 continue
-            conn = Connection(self, sock, _peer(sock))
+            if not trusted:
+                self._untrusted += 1
+            if peer.uid != 0:
+                self._per_uid[peer.uid] = self._per_uid.get(peer.uid, 0) + 1
+            conn = Connection(self, sock, peer, trusted)
             self.connections.add(conn)
             self.loop.watch(sock.fileno(), READ, conn.on_events)
-            conn.touch()
+
+    def _refusal(self, peer: Peer, trusted: bool) -> str:
+        if len(self.connections) >= MAX_CONNECTIONS or (
+                not trusted and self._untrusted >= MAX_CONNECTIONS - RESERVED):
+            return "too many connections"
+        if peer.uid != 0 and self._per_uid.get(peer.uid, 0) >= PER_UID:
+            return f"too many connections from uid {peer.uid} (at most {PER_UID} at once)"
+        return ""
+
+    def forget(self, conn: Connection) -> None:
+        """Count a closed connection out."""
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        if not conn.trusted:
+            self._untrusted -= 1
+        uid = conn.peer.uid
+        if uid in self._per_uid:
+            self._per_uid[uid] -= 1
+            if not self._per_uid[uid]:
+                del self._per_uid[uid]
+
+    def _starve(self, reason: str) -> None:
+        """Out of descriptors: refuse one waiting client, then stop watching for a while.
+
+        accept() fails at once again while nothing is freed: watching the socket
+        would spin the reactor and flood the log.
+        """
+        if not self._pause:
+            self._starved_since = time.monotonic()
+            self._refused = 0
+        if self._spare is not None:
+            os.close(self._spare)
+            try:
+                sock, _ = self._sock.accept()
+            except OSError:
+                pass
+            else:
+                self._refused += 1
+                _refuse(sock, f"roost is out of descriptors ({reason}); try again later")
+            self._spare = _dup(self._sock.fileno())
+        self._pause = min(self._pause * 2, PAUSE_MAX) if self._pause else PAUSE_FIRST
+        self.loop.unwatch(self._sock.fileno())
+        self._resume = self.loop.call_later(self._pause, self._rewatch)
+
+    def _rewatch(self) -> None:
+        self._resume = None
+        self.loop.watch(self._sock.fileno(), READ, self._accept)
+
+    def _fed(self) -> None:
+        """Accepting again: end an episode of starvation with its one log line."""
+        if self._pause:
+            self._pause = 0.0
+            console.say(f"control: out of descriptors, not accepting for "
+                        f"{time.monotonic() - self._starved_since:.1f}s; "
+                        f"{self._refused} refused")
+
+    def trusted(self, peer: Peer) -> bool:
+        """Root, or a member of the control group."""
+        gid = self.control_gid
+        return peer.uid == 0 or (gid is not None and (peer.gid == gid or gid in peer.groups))
 
     def permitted(self, peer: Peer, cmd: str) -> bool:
-        """The one authorization rule: read-only for all, the rest for root or the group."""
-        if cmd in protocol.READ_ONLY or peer.uid == 0:
-            return True
-        gid = self.control_gid
-        return gid is not None and (peer.gid == gid or gid in peer.groups)
+        """The one authorization rule: ping and status for all, the rest for the trusted."""
+        return cmd in protocol.OPEN_TO_ALL or self.trusted(peer)
 
     def serve(self, conn: Connection, line: bytes) -> None:
-        """Decode, authorize and dispatch one request line."""
+        """Decode, authorize and dispatch one request line; every request gets its reply."""
         try:
             ident, cmd, args = protocol.decode_request(line)
         except protocol.ProtocolError as exc:
@@ -226,7 +311,13 @@ class ControlServer:
 
     def close(self) -> None:
         """Stop listening, close every connection, remove the socket file."""
-        self.loop.unwatch(self._sock.fileno())
+        if self._resume is not None:
+            self._resume.cancel()
+        else:
+            self.loop.unwatch(self._sock.fileno())
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
         self._sock.close()
         for conn in list(self.connections):
             conn.close()
@@ -235,6 +326,22 @@ class ControlServer:
                 os.unlink(self.address)
             except OSError:
                 pass
+
+
+def _dup(fd: int) -> int | None:
+    try:
+        return os.dup(fd)
+    except OSError:
+        return None
+
+
+def _refuse(sock: socket.socket, message: str) -> None:
+    try:
+        sock.setblocking(False)
+        sock.send(protocol.error(None, protocol.FAILED, message))
+    except OSError:
+        pass
+    sock.close()
 
 
 def _peer(sock: socket.socket) -> Peer:
@@ -256,14 +363,12 @@ class AddressInUse(Exception):
 
 
 def _listen(address: str) -> socket.socket:
+    if not address.startswith("@"):
+        _directory(os.path.dirname(os.path.abspath(address)))
+        _remove_stale(address)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.setblocking(False)
     target = protocol.socket_address(address)
-    if not address.startswith("@"):
-        directory = os.path.dirname(address)
-        if directory:
-            os.makedirs(directory, mode=0o755, exist_ok=True)
-        _remove_stale(address)
     try:
         sock.bind(target)
     except OSError as exc:
@@ -276,6 +381,20 @@ def _listen(address: str) -> socket.socket:
         os.chmod(address, 0o666)
     sock.listen(64)
     return sock
+
+
+def _directory(directory: str) -> None:
+    """Make the socket's directory if missing; refuse one another user controls."""
+    private = os.geteuid() != 0 and directory == os.path.abspath(protocol.user_directory())
+    if private:
+        # Never makedirs: a parent planted by someone else must not be followed.
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+    else:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+    protocol.check_directory(directory, private)
 
 
 def _remove_stale(path: str) -> None:

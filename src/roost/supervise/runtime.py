@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from roost.core import machine
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from roost.core.machine import Machine
@@ -35,7 +37,37 @@ class Runtime:
         self.notify_refused = 0
         self.notify_malformed = 0
 
+    def record(self, now: float, tracking: str | None) -> dict[str, object]:
+        """Its `roost status` record: state, pid, uptime, restarts, last exit, what was lost."""
+        m = self.machine
+        return {
+            "name": self.name,
+            "state": m.state,
+            "pid": m.pid,
+            "type": self.config.type,
+            "since": round(now - m.since, 3),
+            "uptime": round(now - m.up_since, 3) if m.state == machine.UP and m.up_since
+            else None,
+            "restarts": m.restarts,
+            "last_exit": m.last_exit,
+            "reason": m.reason,
+            "status": self.status_text,
+            "want": m.want,
+            "tracking": tracking,
+            "notify_refused": self.notify_refused,
+            "notify_malformed": self.notify_malformed,
+            "log_dropped": self.log.lost,
+        }
+
     @property
     def config(self) -> ServiceConfig:
         """The service's definition: the machine's, which a reload replaces."""
         return self.machine.config
+
+
+def broken_record(name: str, reason: str) -> dict[str, object]:
+    """The status record of what the configuration could not set up: failed, with its error."""
+    return {"name": name, "state": machine.FAILED, "pid": None, "type": None, "since": None,
+            "uptime": None, "restarts": 0, "last_exit": None, "reason": reason, "status": "",
+            "want": None, "tracking": None, "notify_refused": 0, "notify_malformed": 0,
+            "log_dropped": 0}

@@ -27,7 +27,7 @@ from roost.supervise import budget, command
 from roost.supervise.forking import Daemons
 from roost.supervise.logs import LogSettings, ServiceLog
 from roost.supervise.readiness import NotificationFd, NotifySocket, admitted
-from roost.supervise.runtime import Runtime
+from roost.supervise.runtime import Runtime, broken_record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -408,33 +408,12 @@ class Supervisor:
     # -- reporting -----------------------------------------------------------------
 
     def status(self, names: Iterable[str] | None = None) -> list[dict[str, object]]:
-        """One record per service: state, pid, uptime, restarts, last exit, lines its log lost."""
+        """One record per service (runtime.Runtime.record); with no names, the broken too."""
         now = self.loop.now()
-        chosen = list(names) if names else list(self.services)
-        records: list[dict[str, object]] = []
-        for name in chosen:
-            rt = self.services[name]
-            m = rt.machine
-            records.append({
-                "name": name,
-                "state": m.state,
-                "pid": m.pid,
-                "type": rt.config.type,
-                "since": round(now - m.since, 3),
-                "uptime": round(now - m.up_since, 3) if m.state == machine.UP and m.up_since
-                else None,
-                "restarts": m.restarts,
-                "last_exit": m.last_exit,
-                "reason": m.reason,
-                "status": rt.status_text,
-                "want": m.want,
-                "tracking": self.tracker.means_for(name),
-                "notify_refused": rt.notify_refused,
-                "notify_malformed": rt.notify_malformed,
-                "log_dropped": rt.log.lost,
-            })
+        records = [self.services[name].record(now, self.tracker.means_for(name))
+                   for name in (list(names) if names else list(self.services))]
         if not names:
-            records += [_broken_row(name, reason) for name, reason in self.broken.items()]
+            records += [broken_record(name, reason) for name, reason in self.broken.items()]
         return records
 
 
@@ -442,10 +421,3 @@ def _sometimes(count: int) -> bool:
     """Log the 1st, 2nd, 4th, 8th... of a kind: a flood of them cannot flood the console."""
     return count & (count - 1) == 0
 
-
-def _broken_row(name: str, reason: str) -> dict[str, object]:
-    """A status record for what the configuration could not set up: failed, with its error."""
-    return {"name": name, "state": machine.FAILED, "pid": None, "type": None, "since": None,
-            "uptime": None, "restarts": 0, "last_exit": None, "reason": reason, "status": "",
-            "want": None, "tracking": None, "notify_refused": 0, "notify_malformed": 0,
-            "log_dropped": 0}

@@ -140,14 +140,16 @@ def test_out_of_descriptors_roost_neither_spins_nor_floods(tmp_path: Path) -> No
     config = ConfigDir(tmp_path / "conf")
     config.service("svc", command=["sleep", "600"])
 
+    # Enough for the one service's descriptor budget (roost refuses a configuration that
+    # cannot fit), not for 200 clients.
     def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
 
     with running(config, "pid1", tmp_path, preexec=limit) as roost:
         roost.wait_state("svc", "up")
         clients = []
         try:
-            for _ in range(100):
+            for _ in range(200):
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 sock.setblocking(False)
                 try:

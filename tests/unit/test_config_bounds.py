@@ -41,7 +41,7 @@ def test_a_huge_number_is_refused_at_its_line_for_every_setting(tmp_path: Path,
 @pytest.mark.parametrize(("file", "key", "value", "message"), [
     ("roost.toml", "log_keep", "1001", "must be at most 1000, got 1001"),
     ("roost.toml", "log_max_bytes", str(2**50 + 1), f"must be at most {2**50}, got {2**50 + 1}"),
-    ("svc.toml", "restart_limit", "10001", "must be at most 10000, got 10001"),
+    ("svc.toml", "restart_limit", "1000001", "must be at most 1000000, got 1000001"),
     ("svc.toml", "pids_max", "4194305", "must be at most 4194304, got 4194305"),
     ("svc.toml", "memory_max", '"2P"', "expected a size like 512M or a number of bytes, got '2P'"),
     ("svc.toml", "memory_max", str(2**50 + 1), f"must be at most {2**50} bytes (1P), got "
@@ -67,7 +67,7 @@ def test_bounds(tmp_path: Path, file: str, key: str, value: str, message: str) -
 def test_the_largest_values_are_accepted(tmp_path: Path) -> None:
     write(tmp_path, {
         "roost.toml": f"log_keep = 1000\nlog_max_bytes = {2**50}\nkill_timeout = 1000000\n",
-        "svc.toml": 'command = ["true"]\nrestart_limit = 10000\npids_max = 4194304\n'
+        "svc.toml": 'command = ["true"]\nrestart_limit = 1000000\npids_max = 4194304\n'
                     'memory_max = 1125899906842624\nuser = 4294967294\nready = "fd:1023"\n'
                     "stop_signal = 64\n",
     })

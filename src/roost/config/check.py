@@ -37,8 +37,9 @@ MAX_SECONDS = 1_000_000
 # A rotation renames every kept file in turn, in the reactor: a larger count would
 # stall roost for as long as it takes.
 MAX_LOG_KEEP = 1000
-# The start times within restart_window are kept per service, one float each.
-MAX_RESTART_LIMIT = 10_000
+# The start times within restart_window are kept per service, one float each (32 MB at
+# worst); a million is "never give up" for any crash loop a window can hold.
+MAX_RESTART_LIMIT = 1_000_000
 MAX_BYTES = 1 << 50  # a memory limit or a log file size: 1 PiB
 MAX_PIDS = 1 << 22  # the kernel's PID_MAX_LIMIT on 64-bit
 MAX_ID = 0xFFFFFFFE  # uid_t and gid_t; (uid_t)-1 means "unchanged" to setresuid

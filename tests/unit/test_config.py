@@ -281,6 +281,7 @@ BAD_VALUES = [
     ("user", '""', "expected a name or a numeric id, got ''"),
     ("user", "-1", "expected a name or a numeric id, got -1"),
     ("group", "true", "expected a name or a numeric id, got True"),
+    ("user", '"root\\nroost: ok"', "not a user or group name: 'root\\nroost: ok'"),
     ("working_directory", "5", "expected a string, got an integer"),
     ("environment", '"A=1"', "expected a table of NAME = value, got a string"),
     ("environment", "{ A = [1] }", "A: expected a string, got a list"),

@@ -156,6 +156,10 @@ def _account(value: Any) -> str:
     if isinstance(value, str) and value:
         if value.isdigit() and int(value) > MAX_ID:
             raise ValueError(f"a numeric id must be at most {MAX_ID}, got {shown(value)}")
+        # No account name holds these (passwd and group are colon- and line-separated),
+        # and an error that echoed one could forge lines of `roost check`'s output.
+        if any(c in ":," or c.isspace() or not c.isprintable() for c in value):
+            raise ValueError(f"not a user or group name: {shown(value)}")
         return value
     raise ValueError(f"expected a name or a numeric id, got {shown(value)}")
 

@@ -27,7 +27,8 @@ class ConfigError:
 
     def __str__(self) -> str:
         where = self.path if self.line is None else f"{self.path}:{self.line}"
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        return one_line(f"{where}: {self.key}: {self.message}" if self.key
+                        else f"{where}: {self.message}")
 
     def __repr__(self) -> str:
         return f"ConfigError({str(self)!r})"
@@ -44,9 +45,21 @@ class ConfigInvalid(Exception):
 SETTINGS_FILE = "roost.toml"
 
 
+def one_line(text: str) -> str:
+    """`text` with every character that is not printable escaped, as repr() would.
+
+    An error quotes what a file holds (a command, a user name, a file name); a newline
+    in one must not become a line of its own in `roost check`'s output or a log.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _brief(error: ConfigError) -> str:
     where = os.path.basename(error.path) + (f":{error.line}" if error.line is not None else "")
-    return f"{where}: {error.key}: {error.message}" if error.key else f"{where}: {error.message}"
+    return one_line(f"{where}: {error.key}: {error.message}" if error.key
+                    else f"{where}: {error.message}")
 
 
 def degrade(config: Config, errors: list[ConfigError]) -> dict[str, str]:

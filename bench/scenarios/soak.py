@@ -8,7 +8,7 @@ second, `log` every 5 s, restarts an idle service every 10 s and reloads a chang
 configuration every 30 s. Every 10 s the RSS of `roost up` (/proc smaps_rollup; its
 config readers are short-lived children) and its descriptors (/proc/PID/fd) are
 sampled. After a 60 s warm-up, the growth is the least-squares slope of RSS over time,
-in MiB per hour; descriptors must stay flat (their spread after the warm-up).
+in MiB per hour; descriptors must stay flat (the floor they rest at must not rise).
 
 It lasts ROOST_SOAK_SECONDS (default 600; 7200 for the 2 h soak; 120 with --quick).
 Only roost is measured: the point is roost against itself over time.

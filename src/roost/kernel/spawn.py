@@ -183,7 +183,16 @@ def spawn(command: "Command") -> "Child":
         except OSError:
             pass
     os.set_blocking(err_r, False)
-    return Child(pid, os.pidfd_open(pid), err_r)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError as exc:
+        # Out of descriptors: a process roost could not follow must not run at all. Not
+        # reaped yet, its pid cannot have been reused: killing it by number is safe.
+        os.kill(pid, _signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(err_r)
+        raise SpawnError(f"cannot follow the new process: {exc.strerror}", 126) from None
+    return Child(pid, pidfd, err_r)
 
 
 def _child(command: "Command", executable: str, err_w: int, parent: int) -> None:

@@ -24,6 +24,7 @@ RANKS = {
     "roost.kernel": 1,     # the OS edge: every system call roost makes
     "roost.early": 1,
     "roost.config": 2,
+    "roost.importers": 2,  # other supervisors' configurations, as roost service files
     "roost.tracking": 2,
     "roost.supervise": 3,
     "roost.control": 4,

@@ -1,0 +1,1 @@
+"""Importers: the configurations of other supervisors, as roost service files."""

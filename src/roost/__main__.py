@@ -1,6 +1,6 @@
 """roost's entry point: `roost`, `python -m roost`, and the init/poweroff/reboot/halt names."""
 
-from roost import early  # noqa: F401, I001 - first: blocks signals before any other import
+from roost import early  # noqa: I001 - first: blocks signals before any other import
 
 import os
 import sys
@@ -37,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         from roost.system import boot  # noqa: PLC0415 - lazy (start-up): a role loads only its own
 
         return boot.main(args[1:] if args[:1] == ["init"] and prog != "init" else args)
+    if args[:1] == ["import"]:
+        from roost.importers import supervisord  # noqa: PLC0415 - lazy (start-up): a tool only
+
+        early.restore()
+        if args[1:2] == ["supervisord"]:
+            return supervisord.main(args[2:])
+        sys.stderr.write("usage: roost import supervisord FILE [-o DIR]\n")
+        return 2
     from roost import cli  # noqa: PLC0415 - lazy (start-up): a role loads only its own
 
     return cli.main(args)

@@ -3,11 +3,13 @@ says how many lines the console missed once it reads again."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,36 @@ def drain(fd: int, until: bytes, timeout: float) -> bytes:
     return seen
 
 
+@contextlib.contextmanager
+def on_a_fifo(config: ConfigDir, mode: str
+              ) -> Iterator[tuple[subprocess.Popen[bytes], int, int, str]]:
+    """`roost up` with stdout and stderr on a FIFO read by nobody: (proc, pid, reader, control).
+
+    The read end stays open, non-blocking, for the test to read when it chooses; roost
+    is killed and the FIFO closed at the end.
+    """
+    fifo = config.path.parent / "console"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    writer = os.open(fifo, os.O_WRONLY)
+    control = unique_control()
+    argv = [*ROOST, "up", "-c", str(config.path), "--control", control]
+    popen = {"stdout": writer, "stderr": writer, "stdin": subprocess.DEVNULL}
+    with contextlib.ExitStack() as stack:
+        stack.callback(os.close, reader)
+        try:
+            if mode == "pid1":
+                require_unshare()
+                ns = stack.enter_context(Namespace(argv, **popen))
+                proc, pid = ns.proc, ns.init_pid
+            else:
+                proc = stack.enter_context(started(argv, **popen))
+                pid = proc.pid
+        finally:
+            os.close(writer)
+        yield proc, pid, reader, control
+
+
 @both_modes
 def test_a_console_that_stops_reading_does_not_stop_roost(tmp_path: Path, mode: str) -> None:
     config = ConfigDir(tmp_path / "conf")
@@ -53,24 +85,7 @@ def test_a_console_that_stops_reading_does_not_stop_roost(tmp_path: Path, mode: 
     # Exits at once and is restarted: each exit must still be reaped.
     config.service("blip", command=["sh", "-c", "sleep 0.2"], restart="always",
                    restart_delay=0.1, restart_delay_max=0.1, restart_limit=1000)
-    fifo = tmp_path / "console"
-    os.mkfifo(fifo)
-    # The reader opens it and then reads nothing: the pipe fills in a moment.
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    writer = os.open(fifo, os.O_WRONLY)
-    control = unique_control()
-    argv = [*ROOST, "up", "-c", str(config.path), "--control", control]
-    popen = {"stdout": writer, "stderr": writer, "stdin": subprocess.DEVNULL}
-    if mode == "pid1":
-        require_unshare()
-        ns = Namespace(argv, **popen)
-        proc, pid = ns.proc, ns.init_pid
-    else:
-        ctx = started(argv, **popen)
-        proc = ctx.__enter__()
-        pid = proc.pid
-    os.close(writer)
-    try:
+    with on_a_fifo(config, mode) as (proc, pid, reader, control):
         from roost.control.client import Client
 
         def call(cmd: str, **args: object) -> object:
@@ -114,42 +129,14 @@ def test_a_console_that_stops_reading_does_not_stop_roost(tmp_path: Path, mode: 
                 pass
         assert proc.poll() is not None, "roost did not exit on TERM"
         print(f"roost exited {time.monotonic() - started_at:.2f}s after TERM")
-    finally:
-        if mode == "pid1":
-            ns.kill()
-        else:
-            ctx.__exit__(None, None, None)
-        os.close(reader)
 
 
 @both_modes
 def test_roost_exits_on_term_with_the_console_stalled(tmp_path: Path, mode: str) -> None:
     config = ConfigDir(tmp_path / "conf")
     config.service("chatty", command=config.python("chatty", CHATTY))
-    fifo = tmp_path / "console"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    writer = os.open(fifo, os.O_WRONLY)
-    control = unique_control()
-    argv = [*ROOST, "up", "-c", str(config.path), "--control", control]
-    popen = {"stdout": writer, "stderr": writer, "stdin": subprocess.DEVNULL}
-    if mode == "pid1":
-        require_unshare()
-        ns = Namespace(argv, **popen)
-        proc, pid = ns.proc, ns.init_pid
-    else:
-        ctx = started(argv, **popen)
-        proc = ctx.__enter__()
-        pid = proc.pid
-    os.close(writer)
-    try:
+    with on_a_fifo(config, mode) as (proc, pid, _reader, _control):
         time.sleep(2)  # the console fills, and nobody reads it again
         os.kill(pid, signal.SIGTERM)
         # Gone within the deadline, though its last words cannot reach the console.
         proc.wait(timeout=20)
-    finally:
-        if mode == "pid1":
-            ns.kill()
-        else:
-            ctx.__exit__(None, None, None)
-        os.close(reader)

@@ -102,6 +102,27 @@ def fetch(force: bool = False) -> list[str]:
     return packages
 
 
+def unit_files(packages: list[str]) -> list[Path]:
+    """The .service units the packages ship, unpacked (never installed) under .cache/debs/units."""
+    units = REPO / ".cache" / "debs" / "units"
+    missing = [p for p in packages if not (units / p).is_dir()]
+    if missing:
+        archives = REPO / ".cache" / "debs" / "unit-archives"
+        archives.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", "-q", *missing], cwd=archives, check=True,
+                       timeout=900, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for package in missing:
+            (units / package).mkdir(parents=True, exist_ok=True)
+            for deb in archives.glob(f"{package}_*.deb"):
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(units / package)], check=True,
+                               timeout=120)
+    found = []
+    for package in packages:
+        for d in ("lib/systemd/system", "usr/lib/systemd/system"):
+            found += sorted((units / package / d).glob("*.service"))
+    return found
+
+
 def main(argv: list[str]) -> int:
     """Fetch the test daemons; say what was unpacked."""
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:

@@ -38,12 +38,17 @@ def main(argv: list[str] | None = None) -> int:
 
         return boot.main(args[1:] if args[:1] == ["init"] and prog != "init" else args)
     if args[:1] == ["import"]:
-        from roost.importers import supervisord  # noqa: PLC0415 - lazy (start-up): a tool only
-
         early.restore()
         if args[1:2] == ["supervisord"]:
+            from roost.importers import supervisord  # noqa: PLC0415 - lazy (start-up): a tool only
+
             return supervisord.main(args[2:])
-        sys.stderr.write("usage: roost import supervisord FILE [-o DIR]\n")
+        if args[1:2] == ["systemd"]:
+            from roost.importers import systemd  # noqa: PLC0415 - lazy (start-up): a tool only
+
+            return systemd.main(args[2:])
+        sys.stderr.write("usage: roost import supervisord FILE [-o DIR]\n"
+                         "       roost import systemd UNIT.service... [-o DIR]\n")
         return 2
     from roost import cli  # noqa: PLC0415 - lazy (start-up): a role loads only its own
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import configparser
 import glob
-import json
 import os
 import platform
 import re
 import shlex
 
 from roost.core import sigs
+from roost.importers.output import Service, arguments, write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,39 +52,6 @@ MAPPED = {"command", "process_name", "numprocs", "numprocs_start", "priority", "
 
 class NotImportable(ValueError):
     """The file cannot be imported; the message names the file and section."""
-
-
-class Service:
-    """One roost service file made from one supervisord process."""
-
-    def __init__(self, name: str, source: str):
-        self.name = name
-        self.source = source
-        self.lines: list[str] = []
-        self.warnings: list[str] = []
-
-    def set(self, key: str, value: object, note: str = "") -> None:
-        """Add `key = value`, with a comment when the mapping is approximate."""
-        line = f"{key} = {_toml(value)}"
-        self.lines.append(f"{line}  # {note}" if note else line)
-
-    def text(self) -> str:
-        """The service file: where it came from, then its keys."""
-        head = [f"# Imported from {self.source} by `roost import supervisord`."]
-        head += [f"# ignored: {w}" for w in self.warnings]
-        return "\n".join([*head, *self.lines]) + "\n"
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + " }"
-    return json.dumps(str(value))
 
 
 def _parser() -> configparser.RawConfigParser:
@@ -196,7 +163,7 @@ def _program(path: str, section: str, program: str, options: dict[str, str],
         local = {**names, **{f"ENV_{k}": v for k, v in environment.items()}}
         name = _expand(process_name, names, path, section)
         service = Service(name if NAME_RE.match(name) else re.sub(r"[^A-Za-z0-9_.@-]", "-", name),
-                          f"{path} [{section}]")
+                          f"{path} [{section}]", "supervisord")
         if service.name != name:
             service.warnings.append(f"name {name!r} is not a roost service name: {service.name!r}")
         command = _expand(options["command"], local, path, section)
@@ -265,42 +232,19 @@ def _attributes(service: Service, options: dict[str, str], get: Getter,
 
 def main(argv: list[str]) -> int:
     """`roost import supervisord FILE [-o DIR]`: print the services, or write one file each."""
-    usage = "usage: roost import supervisord FILE [-o DIR]\n"
-    args = list(argv)
-    out = None
-    if "-o" in args:
-        i = args.index("-o")
-        if i + 1 >= len(args):
-            os.write(2, usage.encode())
-            return 2
-        out = args[i + 1]
-        del args[i:i + 2]
-    if len(args) != 1 or args[0].startswith("-"):
-        os.write(2, usage.encode())
+    parsed = arguments(argv, "usage: roost import supervisord FILE [-o DIR]")
+    if parsed is None or len(parsed[0]) != 1:
+        if parsed is not None:
+            os.write(2, b"usage: roost import supervisord FILE [-o DIR]\n")
         return 2
+    (path,), out = parsed
     try:
-        services, notes = convert(args[0], os.environ)
+        services, notes = convert(path, os.environ)
     except NotImportable as exc:
         os.write(2, f"roost import: {exc}\n".encode())
         return 1
     for note in notes:
         os.write(2, f"roost import: {note}\n".encode())
-    for service in services:
-        for warning in service.warnings:
-            os.write(2, f"roost import: {service.name}: ignored: {warning}\n".encode())
-        if out is None:
-            os.write(1, f"# ---- {service.name}.toml\n{service.text()}".encode())
-            continue
-        target = os.path.join(out, f"{service.name}.toml")
-        try:
-            os.makedirs(out, exist_ok=True)
-            with open(target, "x", encoding="utf-8") as f:
-                f.write(service.text())
-        except FileExistsError:
-            os.write(2, f"roost import: {target} exists; nothing overwritten\n".encode())
-            return 1
-        except OSError as exc:
-            os.write(2, f"roost import: {target}: {exc.strerror}\n".encode())
-            return 1
-    os.write(2, f"roost import: {len(services)} services from {args[0]}\n".encode())
-    return 0
+    code = write(services, out)
+    os.write(2, f"roost import: {len(services)} services from {path}\n".encode())
+    return code

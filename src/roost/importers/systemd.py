@@ -1,0 +1,348 @@
+"""`roost import systemd UNIT...`: systemd service units as roost service files.
+
+A unit is read as systemd reads it (systemd.syntax(7)): `[Section]` headers, `Key=Value`
+lines, `#` and `;` comment lines, a trailing backslash joining the next line, an empty
+assignment clearing a list. Command lines are split as systemd splits them
+(systemd.service(5), "Command lines"): words on whitespace, single and double quotes,
+C escapes, `%` specifiers, and `$VAR` / `${VAR}` from the unit's own `Environment=` and
+`EnvironmentFile=` (read at import: the value the file holds then, said in a comment).
+
+What roost can do is mapped, approximations commented; what roost has no use for (the
+sandboxing directives, `[Install]`) is named in a warning; what roost cannot do is
+refused with the reason: a unit whose meaning would change without it (commands run
+before or after the main one, several main commands, `Type=dbus`) is not imported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from roost.core import sigs
+from roost.importers.output import Service, arguments, write
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+class Refused(ValueError):
+    """The unit cannot be imported; the message says why, naming the file and line."""
+
+
+TYPES = {"simple": "simple", "exec": "simple", "forking": "forking", "oneshot": "oneshot",
+         "notify": "notify", "notify-reload": "notify", "idle": "simple"}
+RESTARTS = {"no": "never", "always": "always", "on-failure": "on-failure",
+            "on-abnormal": "on-failure", "on-abort": "on-failure", "on-watchdog": "on-failure"}
+# Commands systemd runs around the main one: without them the service is not the same.
+AROUND = ("ExecStartPre", "ExecStartPost", "ExecCondition", "ExecStopPost")
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+            "\\": "\\", '"': '"', "'": "'", "s": " "}
+
+
+def parse(text: str, path: str) -> list[tuple[str, str, str, int]]:
+    """The assignments of a unit file: (section, key, value, line), in order."""
+    out: list[tuple[str, str, str, int]] = []
+    section = ""
+    pending, start = "", 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not pending and (not line or line[0] in "#;"):
+            continue
+        if pending and line[:1] in ("#", ";"):
+            continue  # a comment inside a continued line is dropped, as systemd does
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            start = start or number
+            continue
+        line, first = pending + line, start or number
+        pending, start = "", 0
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not section:
+            raise Refused(f"{path}:{first}: not an assignment in a section: {line[:60]!r}")
+        out.append((section, key.strip(), value.strip(), first))
+    return out
+
+
+def split(line: str, env: Mapping[str, str], specifiers: Mapping[str, str],
+          where: str) -> list[str]:
+    """A command line as systemd splits it into words."""
+    words: list[str] = []
+    i, n = 0, len(line)
+    while i < n:
+        while i < n and line[i].isspace():
+            i += 1
+        if i >= n:
+            break
+        word, quoted = [], False
+        while i < n and not line[i].isspace():
+            c = line[i]
+            if c in "'\"" and not quoted:
+                end = line.find(c, i + 1)
+                if end < 0:
+                    raise Refused(f"{where}: unbalanced quotes")
+                word.append(_unescape(line[i + 1:end], env, specifiers, where))
+                i = end + 1
+                continue
+            j = i
+            while j < n and not line[j].isspace() and line[j] not in "'\"":
+                j += 2 if line[j] == "\\" else 1
+            word.append(_unescape(line[i:j], env, specifiers, where))
+            i = j
+        words.append("".join(word))
+    return words
+
+
+def _unescape(text: str, env: Mapping[str, str], specifiers: Mapping[str, str],
+              where: str) -> str:
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "x" and re.match(r"[0-9a-fA-F]{2}", text[i + 2:i + 4]):
+                out.append(chr(int(text[i + 2:i + 4], 16)))
+                i += 4
+                continue
+            out.append(_ESCAPES.get(nxt, nxt))
+            i += 2
+        elif c == "%" and i + 1 < len(text):
+            spec = text[i + 1]
+            if spec == "%":
+                out.append("%")
+            elif spec in specifiers:
+                out.append(specifiers[spec])
+            else:
+                raise Refused(f"{where}: the specifier %{spec} has no value at import")
+            i += 2
+        elif c == "$" and i + 1 < len(text):
+            m = re.match(r"\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)", text[i + 1:])
+            if m is None:
+                out.append(c)
+                i += 1
+                continue
+            out.append(env.get(m.group(1) or m.group(2), ""))
+            i += 1 + m.end()
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _environment(value: str, where: str) -> dict[str, str]:
+    """`Environment=` assignments: words as systemd splits them, each NAME=value."""
+    pairs = {}
+    for word in split(value, {}, {"%": "%"}, where):
+        name, sep, val = word.partition("=")
+        if sep and name:
+            pairs[name] = val
+    return pairs
+
+
+def _environment_file(spec: str, where: str) -> tuple[dict[str, str], str]:
+    """The NAME=value lines of an EnvironmentFile (`-` prefix: may be missing)."""
+    optional = spec.startswith("-")
+    path = spec[1:] if optional else spec
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        if optional:
+            return {}, f"EnvironmentFile {path} is missing (optional)"
+        raise Refused(f"{where}: EnvironmentFile {path}: {exc.strerror}") from None
+    pairs: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        name, sep, val = line.removeprefix("export ").partition("=")
+        if sep:
+            val = val.strip()
+            if len(val) >= 2 and val[0] == val[-1] and val[0] in "'\"":
+                val = val[1:-1]
+            pairs[name.strip()] = val
+    return pairs, f"EnvironmentFile {path} read at import"
+
+
+def seconds(value: str, where: str) -> float:
+    """A systemd time span ("90", "1min 30s", "infinity") in seconds; 0 for infinity."""
+    if value in ("infinity", ""):
+        return 0.0
+    units = {"us": 1e-6, "ms": 1e-3, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600,
+             "hr": 3600, "d": 86400}
+    total = 0.0
+    for number, unit in re.findall(r"([0-9.]+)\s*([a-z]*)", value):
+        if unit not in units and unit != "":
+            raise Refused(f"{where}: not a time span: {value!r}")
+        total += float(number) * units.get(unit or "s", 1)
+    if not re.fullmatch(r"(\s*[0-9.]+\s*[a-z]*)+\s*", value):
+        raise Refused(f"{where}: not a time span: {value!r}")
+    return total
+
+
+def convert(path: str, batch: set[str] | None = None) -> Service:
+    """One unit file as a roost service; Refused says why it cannot be.
+
+    A unit's environment is its own (Environment=, EnvironmentFile=), never the
+    importer's: `$VAR` expands from those alone. With `batch`, the units imported
+    together, a Requires= or Wants= outside it is left out with a warning (roost
+    refuses a requirement it does not have).
+    """
+    unit = os.path.basename(path)
+    name, _, suffix = unit.rpartition(".")
+    if suffix != "service":
+        raise Refused(f"{path}: only .service units are imported")
+    prefix, at, instance = name.partition("@")
+    if at and not instance:
+        raise Refused(f"{path}: a template: import an instance of it (NAME@INSTANCE.service)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Refused(f"{path}: {exc}") from None
+    specifiers = {"n": unit, "N": name, "p": prefix, "i": instance, "I": instance.replace(
+        "-", "/"), "j": prefix.rsplit("-", 1)[-1], "t": "/run", "S": "/var/lib",
+        "C": "/var/cache", "L": "/var/log", "E": "/etc", "T": "/tmp", "V": "/var/tmp"}
+    service = Service(name, path, "systemd")
+    values: dict[str, list[tuple[str, int]]] = {}
+    for section, key, value, line in parse(text, path):
+        if section not in ("Unit", "Service", "Install"):
+            raise Refused(f"{path}:{line}: [{section}]: not a section of a service unit")
+        if value == "":
+            values.pop(key, None)  # an empty assignment resets the list
+            continue
+        values.setdefault(key, []).append((value, line))
+    env: dict[str, str] = {}
+    for spec, line in values.get("EnvironmentFile", []):
+        pairs, note = _environment_file(spec, f"{path}:{line}")
+        env.update(pairs)
+        service.lines.append(f"# {note}")
+    for value, line in values.get("Environment", []):
+        env.update(_environment(value, f"{path}:{line}"))
+    for key in AROUND:
+        if key in values:
+            value, line = values[key][0]
+            raise Refused(f"{path}:{line}: {key}= ({value[:40]}): roost runs no command "
+                          "before or after a service's main one")
+    kind = values.get("Type", [("simple", 0)])[-1][0]
+    if kind not in TYPES:
+        raise Refused(f"{path}: Type={kind}: roost cannot supervise it")
+    starts = values.get("ExecStart", [])
+    if not starts:
+        raise Refused(f"{path}: no ExecStart=")
+    if len(starts) > 1:
+        raise Refused(f"{path}:{starts[1][1]}: several ExecStart= lines: roost runs one command")
+    command, line = starts[0]
+    where = f"{path}:{line}"
+    flags = re.match(r"[-@:+!]*", command).group(0)  # type: ignore[union-attr]
+    command = command[len(flags):]
+    if "@" in flags or "+" in flags or "!" in flags:
+        raise Refused(f"{where}: ExecStart={flags}...: roost has no equivalent of {flags!r}")
+    argv = split(command, {} if ":" in flags else env, specifiers, where)
+    if not argv:
+        raise Refused(f"{where}: an empty ExecStart=")
+    service.set("command", argv, "a failing exit is not ignored by roost" if "-" in flags else "")
+    service.set("type", TYPES[kind], "" if kind in ("simple", "forking", "oneshot", "notify")
+                else f"Type={kind}")
+    _service_keys(service, kind, values, env, specifiers, path)
+    _unit_keys(service, values, batch)
+    service.warnings += [f"{key}= (roost has no equivalent)" for key in sorted(values)
+                         if key not in HANDLED]
+    return service
+
+
+HANDLED = {"Type", "ExecStart", "Environment", "EnvironmentFile", "Restart", "RestartSec",
+           "TimeoutStartSec", "TimeoutStopSec", "TimeoutSec", "User", "Group",
+           "WorkingDirectory", "KillSignal", "PIDFile", "NotifyAccess", "MemoryMax",
+           "TasksMax", "CPUWeight", "Requires", "Wants"}
+
+
+def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str, int]]],
+                  env: Mapping[str, str], specifiers: Mapping[str, str], path: str) -> None:
+    def last(key: str) -> tuple[str, str] | None:
+        if key not in values:
+            return None
+        value, line = values[key][-1]
+        return value, f"{path}:{line}"
+
+    if (got := last("Restart")) is not None:
+        value, where = got
+        if value == "on-success":
+            raise Refused(f"{where}: Restart=on-success: roost has no such policy")
+        if value not in RESTARTS:
+            raise Refused(f"{where}: Restart={value}: not a policy")
+        service.set("restart", RESTARTS[value], "" if value in ("no", "always", "on-failure")
+                    else f"Restart={value}: roost restarts on any failure")
+    elif kind != "oneshot":
+        service.set("restart", "never", "systemd's default, Restart=no")
+    for key, roost_key in (("RestartSec", "restart_delay"), ("TimeoutStartSec", "start_timeout"),
+                           ("TimeoutStopSec", "stop_timeout")):
+        got = last(key) or (last("TimeoutSec") if key != "RestartSec" else None)
+        if got is not None:
+            service.set(roost_key, seconds(got[0], got[1]))
+    for key, roost_key in (("User", "user"), ("Group", "group"), ("PIDFile", "pid_file")):
+        if (got := last(key)) is None:
+            continue
+        if key == "PIDFile" and kind != "forking":
+            service.warnings.append(f"PIDFile={got[0]} (roost reads a pid file for forking "
+                                    "services only)")
+            continue
+        service.set(roost_key, _unescape(got[0], env, specifiers, got[1]))
+    if (got := last("WorkingDirectory")) is not None:
+        directory = got[0].lstrip("-")
+        if directory != "~":
+            service.set("working_directory", _unescape(directory, env, specifiers, got[1]))
+    if (got := last("KillSignal")) is not None:
+        try:
+            service.set("stop_signal", sigs.name(sigs.number(got[0])).removeprefix("SIG"))
+        except ValueError:
+            raise Refused(f"{got[1]}: KillSignal={got[0]}: no such signal") from None
+    if (got := last("NotifyAccess")) is not None:
+        if kind in ("notify", "notify-reload"):
+            service.set("notify_access", got[0])
+        else:
+            service.warnings.append(f"NotifyAccess={got[0]} (only a notify service has a "
+                                    "notify socket in roost)")
+    if (got := last("MemoryMax")) is not None and got[0] != "infinity":
+        service.set("memory_max", got[0])
+    if (got := last("TasksMax")) is not None and got[0] != "infinity" and got[0].isdigit():
+        service.set("pids_max", int(got[0]))
+    if (got := last("CPUWeight")) is not None and got[0].isdigit():
+        service.set("cpu_weight", int(got[0]))
+    if env and "Environment" in values:
+        service.set("environment", dict(env))
+
+
+def _unit_keys(service: Service, values: dict[str, list[tuple[str, int]]],
+               batch: set[str] | None) -> None:
+    for key, roost_key in (("Requires", "requires"), ("Wants", "wants")):
+        names = [n for v, _ in values.get(key, []) for n in v.split()]
+        services = [n.removesuffix(".service") for n in names if n.endswith(".service")
+                    and (batch is None or n.removesuffix(".service") in batch)]
+        others = [n for n in names if not n.endswith(".service")
+                  or (batch is not None and n.removesuffix(".service") not in batch)]
+        if services:
+            service.set(roost_key, services)
+        if others:
+            service.warnings.append(f"{key}={' '.join(others)} (not a service imported with it)")
+
+
+def main(argv: list[str]) -> int:
+    """`roost import systemd UNIT... [-o DIR]`: print the services, or write one file each."""
+    parsed = arguments(argv, "usage: roost import systemd UNIT.service... [-o DIR]")
+    if parsed is None:
+        return 2
+    paths, out = parsed
+    batch = {os.path.basename(p).removesuffix(".service") for p in paths}
+    services = []
+    for path in paths:
+        try:
+            services.append(convert(path, batch))
+        except Refused as exc:
+            os.write(2, f"roost import: refused: {exc}\n".encode())
+    code = write(services, out)
+    os.write(2, f"roost import: {len(services)} of {len(paths)} units imported\n".encode())
+    return code or (1 if len(services) < len(paths) else 0)

@@ -1,0 +1,183 @@
+"""`roost import systemd`: unit syntax and command lines as systemd reads them, the mapping,
+the refusals, and a corpus of real units from Debian packages.
+
+The syntax rules are systemd.syntax(7) and the command-line rules systemd.service(5)'s
+"Command lines"; each test names the rule it holds the importer to. The corpus is the
+units shipped by CORPUS's packages, unpacked by tests/debs.py (never installed): every
+unit either imports to a file roost's own check accepts, or is refused with a reason.
+"""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from roost.config.load import read
+from roost.importers import systemd
+from roost.importers.systemd import Refused, convert, parse, seconds, split
+from tests import debs
+
+SPEC = {"n": "web.service", "N": "web", "p": "web", "i": "", "%": "%", "t": "/run"}
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("/bin/echo a  b", ["/bin/echo", "a", "b"]),                      # words on whitespace
+    ("/bin/echo 'a b' \"c d\"", ["/bin/echo", "a b", "c d"]),        # both quotes
+    ("/bin/echo a\\tb \\x41", ["/bin/echo", "a\tb", "A"]),            # C escapes
+    ("/bin/echo x\"y z\"w", ["/bin/echo", "xy zw"]),                  # quotes inside a word
+    ("/bin/echo $A ${B}x $NOPE", ["/bin/echo", "1", "2x", ""]),       # $VAR and ${VAR}
+    ("/bin/echo %n %N %% %t/x", ["/bin/echo", "web.service", "web", "%", "/run/x"]),
+])
+def test_command_lines_split_as_systemd_splits_them(line: str, words: list[str]) -> None:
+    assert split(line, {"A": "1", "B": "2"}, SPEC, "u") == words
+
+
+def test_unbalanced_quotes_and_unknown_specifiers_are_refused() -> None:
+    with pytest.raises(Refused, match="unbalanced quotes"):
+        split("/bin/echo 'a", {}, SPEC, "u")
+    with pytest.raises(Refused, match="the specifier %Z has no value"):
+        split("/bin/echo %Z", {}, SPEC, "u")
+
+
+def test_syntax_comments_continuations_and_sections() -> None:
+    text = ("# comment\n; another\n[Service]\nExecStart=/bin/echo a \\\n  b\n"
+            "Environment=X=1\n\n[Install]\nWantedBy=multi-user.target\n")
+    assert parse(text, "u") == [
+        ("Service", "ExecStart", "/bin/echo a  b", 4),
+        ("Service", "Environment", "X=1", 6),
+        ("Install", "WantedBy", "multi-user.target", 9),
+    ]
+    with pytest.raises(Refused, match=r"u:2: not an assignment"):
+        parse("[Service]\nnonsense\n", "u")
+
+
+@pytest.mark.parametrize(("span", "value"), [("90", 90), ("1min 30s", 90), ("500ms", 0.5),
+                                             ("2h", 7200), ("infinity", 0)])
+def test_time_spans(span: str, value: float) -> None:
+    assert seconds(span, "u") == value
+
+
+def _unit(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_unit_maps_to_roost_keys(tmp_path: Path) -> None:
+    env = _unit(tmp_path, "web.env", "# defaults\nPORT=8080\nOPTS='-v -x'\n")
+    unit = _unit(tmp_path, "web.service", f"""[Unit]
+Requires=db.service network.target
+Wants=cache.service
+[Service]
+Type=notify
+NotifyAccess=all
+EnvironmentFile={env}
+EnvironmentFile=-/nonexistent/optional
+Environment="GREETING=hello world" LANG=C
+ExecStart=/usr/bin/web --port $PORT $OPTS
+Restart=on-abnormal
+RestartSec=2
+TimeoutStartSec=1min
+KillSignal=SIGINT
+User=www-data
+ProtectSystem=strict
+""")
+    service = convert(str(unit), {"web", "db", "cache"})
+    text = service.text()
+    assert 'command = ["/usr/bin/web", "--port", "8080", "-v -x"]' in text
+    assert 'type = "notify"' in text and 'notify_access = "all"' in text
+    assert 'restart = "on-failure"  # Restart=on-abnormal: roost restarts on any failure' in text
+    assert "restart_delay = 2.0" in text and "start_timeout = 60.0" in text
+    assert 'stop_signal = "INT"' in text and 'user = "www-data"' in text
+    assert 'requires = ["db"]' in text and 'wants = ["cache"]' in text
+    assert "GREETING" in text and "hello world" in text
+    warnings = " | ".join(service.warnings)
+    assert "ProtectSystem=" in warnings and "network.target" in warnings
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("Type=dbus\nExecStart=/bin/x\n", "Type=dbus: roost cannot supervise it"),
+    ("ExecStartPre=/bin/true\nExecStart=/bin/x\n", "roost runs no command before or after"),
+    ("Type=oneshot\nExecStart=/bin/a\nExecStart=/bin/b\n", "several ExecStart= lines"),
+    ("ExecStart=!/bin/x\n", "no equivalent of '!'"),
+    ("Restart=on-success\nExecStart=/bin/x\n", "Restart=on-success"),
+    ("EnvironmentFile=/nonexistent\nExecStart=/bin/x\n", "EnvironmentFile /nonexistent"),
+    ("User=x\n", "no ExecStart="),
+])
+def test_what_roost_cannot_do_is_refused_with_the_reason(tmp_path: Path, body: str,
+                                                        reason: str) -> None:
+    unit = _unit(tmp_path, "x.service", "[Service]\n" + body)
+    with pytest.raises(Refused, match=reason.replace("(", r"\(")):
+        convert(str(unit))
+
+
+def test_an_empty_assignment_resets_the_list(tmp_path: Path) -> None:
+    unit = _unit(tmp_path, "x.service", "[Service]\nExecStart=/bin/a\nExecStart=\n"
+                 "ExecStart=/bin/b\n")
+    assert 'command = ["/bin/b"]' in convert(str(unit)).text()
+
+
+def test_templates_take_their_instance(tmp_path: Path) -> None:
+    with pytest.raises(Refused, match="a template"):
+        convert(str(_unit(tmp_path, "getty@.service", "[Service]\nExecStart=/bin/x %i\n")))
+    unit = _unit(tmp_path, "getty@tty1.service", "[Service]\nExecStart=/sbin/agetty %I\n")
+    assert 'command = ["/sbin/agetty", "tty1"]' in convert(str(unit)).text()
+
+
+def test_main_counts_and_writes(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    good = _unit(tmp_path, "a.service", "[Service]\nExecStart=/bin/sleep 1\n")
+    bad = _unit(tmp_path, "b.service", "[Service]\nType=dbus\nExecStart=/bin/x\n")
+    out = tmp_path / "out"
+    assert systemd.main([str(good), str(bad), "-o", str(out)]) == 1
+    err = capfd.readouterr().err
+    assert "refused" in err and "1 of 2 units imported" in err
+    config, errors = read(str(out))
+    assert errors == [] and list(config.services) == ["a"]
+
+
+# Packages whose units the corpus holds: daemons people run, from Debian.
+CORPUS = ["openssh-server", "nginx-common", "apache2", "redis-server", "memcached", "cron",
+          "rsyslog", "chrony", "haproxy", "dnsmasq", "bind9", "exim4-base", "postfix",
+          "rpcbind", "avahi-daemon", "cups-daemon", "fail2ban", "squid", "lighttpd",
+          "vsftpd", "dovecot-core", "openvpn", "php8.2-fpm", "smartmontools", "irqbalance",
+          "at", "anacron", "unbound", "tor", "privoxy", "mosquitto", "snmpd", "keepalived",
+          "radvd", "tftpd-hpa", "nut-server", "minidlna", "nfs-kernel-server", "knot",
+          "postgresql-common", "mariadb-server", "unattended-upgrades"]
+
+
+@pytest.mark.timeout(900)
+def test_a_corpus_of_real_units(tmp_path: Path) -> None:
+    try:
+        units = debs.unit_files(CORPUS)
+    except subprocess.CalledProcessError as exc:  # no mirror: say so loudly
+        pytest.skip(f"SKIPPED: cannot fetch the corpus from a Debian mirror: {exc}")
+    assert len(units) >= 40, f"only {len(units)} units in the corpus"
+    imported, refused = [], collections.Counter[str]()
+    out = tmp_path / "out"
+    out.mkdir()
+    for unit in units:
+        try:
+            service = convert(str(unit))
+        except Refused as exc:
+            reason = str(exc).split(": ", 2)[-1] if ": " in str(exc) else str(exc)
+            assert reason, unit
+            refused[reason.split("(")[0].strip()[:60]] += 1
+            continue
+        imported.append(service)
+        (out / f"{service.name}.toml").write_text(service.text())
+    _, errors = read(str(out))
+    # What this host lacks (a daemon's program, user or directory, a requirement imported
+    # without its unit: the packages are unpacked, not installed) is the host's; anything
+    # else roost's check finds is the importer's fault.
+    host = ("command not found", "no such service", "no such user", "no such group",
+            "no such directory")
+    theirs = [e for e in errors if not any(h in e.message for h in host)]
+    print(f"\ncorpus: {len(units)} units from {len(CORPUS)} packages: {len(imported)} imported "
+          f"({sum(1 for s in imported if s.warnings)} with warnings), "
+          f"{sum(refused.values())} refused")
+    for reason, count in refused.most_common():
+        print(f"  refused {count:3d}: {reason}")
+    assert theirs == [], [str(e) for e in theirs]

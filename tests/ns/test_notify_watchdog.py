@@ -72,6 +72,19 @@ def test_watchdog_usec_shortens_this_run_and_never_means_failed(tmp_path: Path,
         assert record["last_exit"] == "watchdog" and record["reason"] == "watchdog", record
 
 
+@both_modes
+def test_watchdog_trigger_fires_at_once(tmp_path: Path, mode: str) -> None:
+    # No watchdog_sec at all: WATCHDOG=trigger still ends the service as hung, at once.
+    config = ConfigDir(tmp_path / "conf")
+    config.service("trigger", type="notify", restart="never",
+                   command=[*config.python("trigger", HANGS), "READY=1;WATCHDOG=trigger"])
+    with running(config, mode, tmp_path) as roost:
+        record = roost.wait_state("trigger", "failed", timeout=20)
+        assert record["last_exit"] == "watchdog", record
+        # Aborted by SIGABRT at once, not after its keep-alives (a second of them).
+        assert "trigger | last keep-alive" not in roost.output()
+
+
 # Asks for 1.5 s more every 0.5 s, three seconds long, then is ready; on SIGTERM asks for
 # 3 s more and takes 2 s to exit 0.
 SLOW = """

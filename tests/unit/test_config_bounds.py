@@ -52,8 +52,8 @@ def test_a_huge_number_is_refused_at_its_line_for_every_setting(tmp_path: Path,
     ("svc.toml", "stop_signal", "65", "no signal numbered 65"),
     ("svc.toml", "ready", '"fd:1024"', "the notification fd must be at most 1023 (a service's "
      "descriptors end below 1024)"),
-    ("svc.toml", "restart", '"' + "x" * 5000 + '"', "expected one of always, on-failure, never; "
-     "got '" + "x" * 36 + "..."),
+    ("svc.toml", "restart", '"' + "x" * 5000 + '"',
+     "expected one of always, on-failure, on-watchdog, never; got '" + "x" * 36 + "..."),
 ])
 def test_bounds(tmp_path: Path, file: str, key: str, value: str, message: str) -> None:
     files = {"svc.toml": 'command = ["true"]\n'}

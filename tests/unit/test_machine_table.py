@@ -50,11 +50,11 @@ EXIT3 = ExitStatus(code=3)
 TERMED = ExitStatus(signal=15)
 KILLED = ExitStatus(signal=9)
 
-TIMERS = ("timer:start", "timer:stop", "timer:backoff")
+TIMERS = ("timer:start", "timer:stop", "timer:backoff", "timer:watchdog")
 # Every event a machine takes: its public methods, a timer by the timer's name.
 METHODS = ("want_up", "want_down", "start", "stop", "restart", "hold", "wait_for",
            "reconfigure", "spawned", "spawn_failed", "exec_done", "ready", "main_found",
-           "main_changed", "main_missing", "exited", "gone")
+           "main_changed", "main_missing", "exited", "gone", "keepalive", "extend")
 EVENTS = METHODS + TIMERS
 
 RNG = 0.5  # the jitter factor is exactly 1
@@ -121,6 +121,14 @@ def fire(m: Machine, clock: Clock, step: Step, dt: float = 0.1) -> list[Action]:
         return m.exited(status, now, leftovers=len(args) > 1 and bool(args[1]))
     if event == "gone":
         return m.gone(now)
+    if event == "keepalive":
+        timeout = args[0] if args else None
+        assert timeout is None or isinstance(timeout, float)
+        return m.keepalive(now, timeout)
+    if event == "extend":
+        delay = args[0] if args else 30.0
+        assert isinstance(delay, float)
+        return m.extend(delay, now)
     raise AssertionError(f"no such event: {event}")
 
 
@@ -128,8 +136,8 @@ def test_events_are_every_public_method() -> None:
     public = {name for name in dir(Machine)
               if not name.startswith("_") and callable(getattr(Machine, name))}
     assert public == {*METHODS, "timer"}
-    assert {f"timer:{name}" for name in (machine.T_START, machine.T_STOP,
-                                         machine.T_BACKOFF)} == set(TIMERS)
+    assert {f"timer:{name}" for name in (machine.T_START, machine.T_STOP, machine.T_BACKOFF,
+                                         machine.T_WATCHDOG)} == set(TIMERS)
 
 
 def test_rows_name_events_and_states() -> None:
@@ -150,10 +158,11 @@ FD = {"ready": "fd:3", "start_timeout": 5.0}
 NOTIFY = {"type": "notify", "start_timeout": 5.0}
 ONESHOT = {"type": "oneshot", "restart": "never", "start_timeout": 5.0}
 FORKING = {"type": "forking", "restart": "never", "start_timeout": 5.0}
+DOG = {"type": "notify", "start_timeout": 5.0, "watchdog_sec": 2.0}
 
 TO_STARTING: tuple[Step, ...] = (("start",), ("spawned",))
 TO_UP = (*TO_STARTING, ("exec_done",))             # simple: exec is ready
-TO_UP_FD = (*TO_STARTING, ("ready",))               # ready = "fd:3"
+TO_UP_FD = (*TO_STARTING, ("ready",))               # ready = "fd:3", or notify
 TO_BACKOFF = (*TO_UP, ("exited", EXIT3))            # on-failure
 TO_FAILED = (*TO_UP, ("exited", EXIT3))             # with NEVER
 TO_DONE = (*TO_STARTING, ("exited", EXIT0))         # with ONESHOT
@@ -204,6 +213,10 @@ WITNESSES = [
     W("main_found", STARTING, UP, FORKING, (*TO_STARTING, ("exited", EXIT0, True))),
     W("main_missing", STARTING, STOPPING, FORKING, (*TO_STARTING, ("exited", EXIT0))),
     W("timer:start", STARTING, STOPPING, FD, TO_STARTING),
+    W("extend", STARTING, STARTING, NOTIFY, TO_STARTING, ("extend", 10.0)),
+    W("extend", STOPPING, STOPPING, {}, TO_STOPPING, ("extend", 20.0)),
+    W("keepalive", UP, UP, DOG, TO_UP_FD),
+    W("timer:watchdog", UP, STOPPING, DOG, TO_UP_FD),
     W("stop", STARTING, STOPPING, FD, TO_STARTING),
     W("stop", UP, STOPPING, {}, TO_UP),
     W("restart", STARTING, STOPPING, FD, TO_STARTING),
@@ -224,6 +237,9 @@ WITNESSES = [
     W("exited", STOPPING, STARTING, {}, TO_RESTARTING, ("exited", TERMED)),
     W("exited", STOPPING, BACKOFF, FD, TO_TIMED_OUT, ("exited", TERMED)),
     W("exited", STOPPING, FAILED, {**FD, **NEVER}, TO_TIMED_OUT, ("exited", TERMED)),
+    # A hung service, killed by the watchdog: restarted by `on-watchdog`, else by the policy.
+    W("exited", STOPPING, BACKOFF, {**DOG, "restart": "on-watchdog"},
+      (*TO_UP_FD, ("timer:watchdog",)), ("exited", ExitStatus(signal=6))),
     # The main process handed over to one it left, which then ends.
     W("exited", STOPPING, DONE, ONESHOT, (*TO_LEFT_CLEAN, ("main_changed",)),
       ("exited", TERMED)),
@@ -288,9 +304,9 @@ STATUSES = st.sampled_from([EXIT0, EXIT0, EXIT3, TERMED, KILLED])
 
 @st.composite
 def configs(draw: st.DrawFn) -> ServiceConfig:
-    kind = draw(st.sampled_from(["simple", "simple-fd", "notify", "oneshot", "oneshot",
-                                 "forking"]))
-    restart = draw(st.sampled_from(["always", "on-failure", "never"]))
+    kind = draw(st.sampled_from(["simple", "simple-fd", "notify", "notify", "oneshot",
+                                 "oneshot", "forking"]))
+    restart = draw(st.sampled_from(["always", "on-failure", "on-watchdog", "never"]))
     if kind == "oneshot" and restart == "always":
         restart = "never"
     delay = draw(st.sampled_from([0.0, 0.1, 0.5, 2.0]))
@@ -303,6 +319,8 @@ def configs(draw: st.DrawFn) -> ServiceConfig:
                  stop_timeout=draw(st.sampled_from([0.0, 0.5, 5.0])))
     if kind == "simple-fd":
         cfg.ready = "fd:3"
+    if kind == "notify":
+        cfg.watchdog_sec = draw(st.sampled_from([0.0, 0.5, 5.0]))
     return cfg
 
 
@@ -318,6 +336,11 @@ def steps(event: str) -> st.SearchStrategy[Step]:
         return st.tuples(st.just(event), configs())
     if event in ("spawned", "main_found", "main_changed"):
         return st.tuples(st.just(event), st.integers(2, 10))
+    if event == "keepalive":
+        return st.one_of(st.just((event,)),
+                         st.tuples(st.just(event), st.sampled_from([0.0, 0.5, 3.0])))
+    if event == "extend":
+        return st.tuples(st.just(event), st.sampled_from([0.0, 0.5, 3.0, 100.0]))
     return st.just((event,))
 
 
@@ -352,6 +375,7 @@ PROBES: tuple[Step, ...] = (
     ("want_up", True), ("stop", "stopped"),
     ("spawned", 7), ("main_found", 7), ("main_changed", 7),
     ("exited", EXIT0), ("exited", EXIT3), ("exited", TERMED, True),
+    ("keepalive", 0.0), ("keepalive", 3.0), ("extend", 0.5), ("extend", 100.0),
 )
 
 

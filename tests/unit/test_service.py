@@ -1102,3 +1102,109 @@ class World(RuleBasedStateMachine):
 
 World.TestCase.settings = settings(max_examples=500, stateful_step_count=60, deadline=None)
 test_world = World.TestCase
+
+
+# -- sd_notify's watchdog and timeout extension ---------------------------------------------
+
+DOG = {"type": "notify", "watchdog_sec": 2.0, "start_timeout": 5.0}
+
+
+def notify_up(m: Machine, now: float = 0.0) -> list[str]:
+    """Start a notify service and let it send READY=1; the actions of READY=1."""
+    m.start(now)
+    m.spawned(100, now)
+    actions = r(m.ready(now + 0.1))
+    assert m.state == UP
+    return actions
+
+
+def test_watchdog_is_armed_once_up_and_started_over_by_keepalive() -> None:
+    m = machine(**DOG)
+    m.start(0.0)
+    m.spawned(100, 0.0)
+    assert m.keepalive(0.05) == []  # not up yet: nothing to start over
+    assert r(m.ready(0.1)) == ["Disarm('start')", "Arm('watchdog', 2.000)"]
+    assert r(m.keepalive(1.0)) == ["Arm('watchdog', 2.000)"]
+    assert machine(type="notify").keepalive(0.0) == []
+
+
+def test_a_missed_keepalive_aborts_the_service_as_a_failure() -> None:
+    m = machine(**DOG)
+    notify_up(m)
+    assert r(m.timer(service.T_WATCHDOG, 2.1)) == [
+        "Disarm('start')", "Disarm('watchdog')", "Kill(6)", "Arm('stop', 10.000)"]
+    assert (m.state, m.reason, m.last_exit) == (STOPPING, "watchdog", "watchdog")
+    assert r(m.timer(T_STOP, 12.1)) == ["Kill(9)"]
+    assert r(m.exited(KILLED, 12.2)) == ["Disarm('stop')", "Arm('backoff', 0.500)"]
+    # The watchdog, not the SIGKILL that ended it, is the cause.
+    assert (m.state, m.last_exit) == (BACKOFF, "watchdog")
+    assert m.reason == "watchdog; restarting in 0.50s"
+
+
+@pytest.mark.parametrize(("policy", "status", "watchdog", "state"), [
+    ("on-watchdog", ExitStatus(signal=6), True, BACKOFF),
+    ("on-watchdog", EXIT3, False, FAILED),     # a crash is not a watchdog timeout
+    ("on-watchdog", EXIT0, False, DOWN),
+    ("on-failure", ExitStatus(signal=6), True, BACKOFF),
+    ("never", ExitStatus(signal=6), True, FAILED),
+    ("always", ExitStatus(signal=6), True, BACKOFF),
+])
+def test_restart_after_a_watchdog_timeout(policy: str, status: ExitStatus, watchdog: bool,
+                                          state: str) -> None:
+    m = machine(**DOG, restart=policy)
+    notify_up(m)
+    if watchdog:
+        m.timer(service.T_WATCHDOG, 2.1)
+    m.exited(status, 2.2)
+    assert m.state == state, m.reason
+
+
+def test_watchdog_usec_changes_this_run_only() -> None:
+    m = machine(**DOG)
+    m.start(0.0)
+    m.spawned(100, 0.0)
+    assert m.keepalive(0.05, 7.0) == []  # before READY=1: taken for when it is up
+    assert r(m.ready(0.1)) == ["Disarm('start')", "Arm('watchdog', 7.000)"]
+    assert r(m.keepalive(1.0, 0.0)) == ["Disarm('watchdog')"]  # 0 turns it off
+    assert m.keepalive(2.0) == []
+    assert r(m.keepalive(3.0, 1.5)) == ["Arm('watchdog', 1.500)"]  # and on again
+    m.stop(4.0)
+    m.exited(TERMED, 4.1)
+    assert notify_up(m, 5.0) == ["Disarm('start')", "Arm('watchdog', 2.000)"]
+
+
+def test_leaving_up_disarms_the_watchdog() -> None:
+    for leave, expected in (
+        (lambda m: m.stop(1.0), "Disarm('watchdog')"),
+        (lambda m: m.exited(EXIT3, 1.0), "Disarm('watchdog')"),
+        (lambda m: m.spawn_failed("cannot start", 1.0), "Disarm('watchdog')"),
+    ):
+        m = machine(**DOG)
+        notify_up(m)
+        assert expected in r(leave(m))
+        assert m.state != UP
+    m = machine(type="notify")
+    notify_up(m)
+    assert "Disarm('watchdog')" not in r(m.stop(1.0))  # none armed: nothing to disarm
+
+
+def test_extend_timeout_puts_the_start_timeout_off_never_earlier() -> None:
+    m = machine(type="notify", start_timeout=5.0)
+    m.start(0.0)
+    m.spawned(100, 0.0)
+    assert m.extend(3.0, 1.0) == []  # 4.0 is before 5.0: no earlier than it would have
+    assert r(m.extend(8.0, 2.0)) == ["Arm('start', 8.000)"]  # now at 10.0
+    assert m.extend(7.0, 2.5) == []  # 9.5: before 10.0
+    assert r(m.extend(8.0, 3.0)) == ["Arm('start', 8.000)"]  # 11.0
+    m.ready(4.0)
+    assert m.extend(30.0, 4.5) == []  # up: no start timeout left to put off
+    assert machine(type="notify", start_timeout=0.0).extend(1.0, 0.0) == []
+
+
+def test_extend_timeout_while_stopping_then_not_after_the_kill() -> None:
+    m = machine(type="notify", stop_timeout=2.0)
+    notify_up(m)
+    m.stop(1.0)
+    assert r(m.extend(5.0, 1.5)) == ["Arm('stop', 5.000)"]
+    assert r(m.timer(T_STOP, 6.5)) == ["Kill(9)"]
+    assert m.extend(5.0, 7.0) == []  # the stop timeout has passed: SIGKILL was sent

@@ -270,6 +270,7 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "start_timeout": _seconds,
     "ready": _ready,
     "notify_access": _choice(NOTIFY_ACCESS),
+    "watchdog_sec": _seconds,
     "user": _account,
     "group": _account,
     "working_directory": _string,

@@ -17,7 +17,8 @@ it is *wanted*.
               "down" (a stop, or a hold), "restart" (a restart: spawn again),
               "failure" or "exit" (the main process ended on its own and left
               processes behind: once they are gone, the restart policy decides
-              as for a failure or a clean exit; a start that timed out is a failure).
+              as for a failure or a clean exit; a start that timed out is a failure),
+              "watchdog" (a failure that `restart = "on-watchdog"` restarts).
 
 The order between services (order.py) decides *when* a wanted machine may start
 and an unwanted one may stop; until then it tells the machine what it waits for
@@ -76,14 +77,15 @@ READY = frozenset({UP, DONE})
 T_BACKOFF = "backoff"
 T_START = "start"
 T_STOP = "stop"
+T_WATCHDOG = "watchdog"
 
 # The random spread of a restart delay, as a fraction of it: services that fail
 # together (a shared dependency died) do not all come back in the same instant.
 JITTER = 0.2
 
 SIGKILL = 9
-
-
+# systemd's WatchdogSignal: a hung service dumps core, where cores are kept.
+SIGABRT = 6
 
 
 class Machine:
@@ -91,9 +93,11 @@ class Machine:
 
     __slots__ = (
         "_after_stop",
+        "_deadline",
         "_next_delay",
         "_rng",
         "_stop_reason",
+        "_watchdog",
         "config",
         "last_exit",
         "pid",
@@ -124,6 +128,10 @@ class Machine:
         # The reason a want-down carries until the order lets the stop begin.
         self._stop_reason = "stopped"
         self._rng = rng
+        # This run's watchdog (watchdog_sec, or what WATCHDOG_USEC= made it), and the
+        # start or stop timer armed with when it fires (EXTEND_TIMEOUT_USEC= puts it off).
+        self._watchdog = 0.0
+        self._deadline: tuple[str, float] | None = None
 
     # -- what the operator and the order ask ------------------------------------------
 
@@ -230,11 +238,9 @@ class Machine:
             return [Disarm(T_STOP), *self._stopped(now)]
         if self.state not in (STARTING, UP):
             return []
-        if self.want:
-            self._enter(FAILED, now, reason)
-        else:
-            self._enter(DOWN, now, "stopped")
-        return [Disarm(T_START)]
+        actions = [Disarm(T_START), *self._unwatch()]
+        self._enter(FAILED if self.want else DOWN, now, reason if self.want else "stopped")
+        return actions
 
     def exec_done(self, now: float) -> list[Action]:
         """The exec succeeded; for `ready = "exec"` that is readiness."""
@@ -246,8 +252,29 @@ class Machine:
         """The service said it is ready (notification fd newline, or READY=1)."""
         if self.state == STARTING and self.config.ready not in ("exec", "exit"):
             self._enter(UP, now, "")
-            return [Disarm(T_START)]
+            return [Disarm(T_START), *self.keepalive(now)]
         return []
+
+    def keepalive(self, now: float, timeout: float | None = None) -> list[Action]:
+        """WATCHDOG=1: the watchdog starts over; `timeout` (WATCHDOG_USEC=): this run's, 0 off."""
+        if self.state not in RUNNING:
+            return []
+        if timeout is not None:
+            self._watchdog = timeout
+        if self.state != UP:
+            return []
+        if self._watchdog > 0:
+            return [Arm(T_WATCHDOG, self._watchdog)]
+        return [Disarm(T_WATCHDOG)] if timeout is not None else []
+
+    def extend(self, delay: float, now: float) -> list[Action]:
+        """EXTEND_TIMEOUT_USEC=: the start or stop timeout fires no sooner than `delay` from now."""
+        name = T_START if self.state == STARTING else T_STOP if self.state == STOPPING else ""
+        if self._deadline is None or self._deadline[0] != name or \
+                now + delay <= self._deadline[1]:
+            return []
+        self._deadline = (name, now + delay)
+        return [Arm(name, delay)]
 
     def main_found(self, pid: int, now: float) -> list[Action]:
         """A forking service's daemon was identified: it is the main process, and up."""
@@ -276,8 +303,8 @@ class Machine:
         if self.state not in RUNNING:
             return []
         self.pid = None
-        if not (self.state == STOPPING and self._after_stop == "failure"):
-            # Stopping a start that timed out: the timeout, not the signal, is the cause.
+        if not (self.state == STOPPING and self._after_stop in ("failure", "watchdog")):
+            # Stopping a start that timed out or a hung service: the timeout is the cause.
             self.last_exit = detail or status.describe()
         if self.state == STOPPING:
             if leftovers:
@@ -287,7 +314,8 @@ class Machine:
             return []
         if self.config.type == "forking" and self.state == STARTING and status.success:
             return [FindMain()]
-        return [Disarm(T_START), *self._after_exit(now, status.success, leftovers)]
+        actions = [Disarm(T_START)] if leftovers else [Disarm(T_START), *self._unwatch()]
+        return actions + self._after_exit(now, status.success, leftovers)
 
     def gone(self, now: float) -> list[Action]:
         """Every process of the service is gone."""
@@ -300,12 +328,18 @@ class Machine:
         if name == T_BACKOFF and self.state == BACKOFF:
             return self._spawn(now)
         if name == T_STOP and self.state == STOPPING:
+            self._deadline = None
             self.reason = f"did not stop within {self.config.stop_timeout:g}s: killed"
             return [Kill(SIGKILL)]
         if name == T_START and self.state == STARTING:
             self.last_exit = f"not ready within {self.config.start_timeout:g}s"
             actions = self._begin_stop(now, self.last_exit)
             self._after_stop = "failure"
+            return actions
+        if name == T_WATCHDOG and self.state == UP:
+            self.last_exit = "watchdog"
+            actions = self._begin_stop(now, "watchdog", SIGABRT)
+            self._after_stop = "watchdog"
             return actions
         return []
 
@@ -334,17 +368,27 @@ class Machine:
         self.up_since = None
         self._after_stop = "down"
         self._enter(STARTING, now, "")
+        self._watchdog = self.config.watchdog_sec
+        self._deadline = None
         actions: list[Action] = []
         # The timer is armed before the spawn: a spawn that fails at once disarms it.
         if self.config.ready != "exec" and self.config.start_timeout > 0:
+            self._deadline = (T_START, now + self.config.start_timeout)
             actions.append(Arm(T_START, self.config.start_timeout))
         actions.append(Spawn())
         return actions
 
-    def _begin_stop(self, now: float, reason: str) -> list[Action]:
+    def _begin_stop(self, now: float, reason: str, signal: int = 0) -> list[Action]:
+        unwatch = self._unwatch()
         self._enter(STOPPING, now, reason)
         config = self.config
-        return [Disarm(T_START), Kill(config.stop_signal), Arm(T_STOP, config.stop_timeout)]
+        self._deadline = (T_STOP, now + config.stop_timeout)
+        return [Disarm(T_START), *unwatch, Kill(signal or config.stop_signal),
+                Arm(T_STOP, config.stop_timeout)]
+
+    def _unwatch(self) -> list[Action]:
+        """Leaving `up`: a watchdog armed for this run must not fire in the next."""
+        return [Disarm(T_WATCHDOG)] if self._watchdog > 0 and self.state == UP else []
 
     def _after_exit(self, now: float, success: bool, leftovers: bool = False) -> list[Action]:
         """The main process is gone without being asked to: clean up, then decide."""
@@ -361,12 +405,12 @@ class Machine:
             return self._spawn(now)
         if after == "exit":
             return self._decide(now, success=True)
-        if after == "failure":
-            return self._decide(now, success=False)
+        if after in ("failure", "watchdog"):
+            return self._decide(now, success=False, watchdog=after == "watchdog")
         self._enter(DOWN, now, self.reason if self.reason != "restarting" else "stopped")
         return []
 
-    def _decide(self, now: float, success: bool) -> list[Action]:
+    def _decide(self, now: float, success: bool, watchdog: bool = False) -> list[Action]:
         policy = self.config.restart
         if not self.want:
             self._enter(DOWN, now, "stopped")
@@ -374,7 +418,8 @@ class Machine:
         if success and self.config.type == "oneshot":
             self._enter(DONE, now, "")
             return []
-        if policy == "always" or (policy == "on-failure" and not success):
+        if policy == "always" or (policy == "on-failure" and not success) or \
+                (policy == "on-watchdog" and watchdog):
             return self._backoff(now)
         if success:
             # Done with what it was asked to do: nothing may start it again unasked.

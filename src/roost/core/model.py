@@ -7,7 +7,7 @@ long as it runs, and a thousand services should cost kilobytes, not megabytes.
 from __future__ import annotations
 
 SERVICE_TYPES = ("simple", "oneshot", "forking", "notify")
-RESTART_POLICIES = ("always", "on-failure", "never")
+RESTART_POLICIES = ("always", "on-failure", "on-watchdog", "never")
 NOTIFY_ACCESS = ("main", "exec", "all", "none")
 
 
@@ -41,6 +41,7 @@ class ServiceConfig:
         "umask",
         "user",
         "wants",
+        "watchdog_sec",
         "working_directory",
     )
 
@@ -69,6 +70,9 @@ class ServiceConfig:
         # "exec" (the same: roost runs no other process for it), "all" (any of its
         # processes), "none".
         self.notify_access = "main"
+        # A notify service that stays silent (no WATCHDOG=1) this long once up is ended
+        # as hung; 0 = no watchdog.
+        self.watchdog_sec = 0.0
         self.user: str | None = None
         self.group: str | None = None
         self.working_directory: str | None = None

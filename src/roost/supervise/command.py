@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 # Variables a service must not inherit from roost's own environment: they were
 # addressed to roost.
 PRIVATE_ENV = frozenset({"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
-                         "ROOST_CONTROL"})
+                         "ROOST_CONTROL", "WATCHDOG_USEC", "WATCHDOG_PID"})
 
 
 def inherited(environ: Mapping[str, str]) -> dict[str, str]:
@@ -29,17 +29,23 @@ def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fd: int,
     """The Command for one start of a service; raise UnknownAccount for a user that is gone.
 
     `ready_fd` is roost's end of the notification pipe, put at the number
-    `ready = "fd:N"` names; `notify_socket` the address for $NOTIFY_SOCKET.
+    `ready = "fd:N"` names; `notify_socket` the address for $NOTIFY_SOCKET, with
+    $WATCHDOG_USEC and $WATCHDOG_PID (the child's own pid) when it has a watchdog.
     """
     account = accounts.resolve(config.user, config.group)
     env = dict(base_env)
     env.update(account.env)
     env.update(config.environment)
+    pid_var = None
     if notify_socket is not None:
         env["NOTIFY_SOCKET"] = notify_socket
+        if config.watchdog_sec > 0:
+            # sd_watchdog_enabled() heeds WATCHDOG_USEC only in the process WATCHDOG_PID names.
+            env["WATCHDOG_USEC"] = str(round(config.watchdog_sec * 1_000_000))
+            pid_var = "WATCHDOG_PID"
     fds = {1: log_fd, 2: log_fd}
     if ready_fd is not None and config.ready_fd is not None:
         fds[config.ready_fd] = ready_fd
     return Command(config.argv, env=env, cwd=config.working_directory, umask=config.umask,
                    uid=account.uid, gid=account.gid, groups=account.groups, fds=fds,
-                   pdeathsig=pdeathsig, nofile=nofile, cgroup=cgroup)
+                   pdeathsig=pdeathsig, nofile=nofile, cgroup=cgroup, env_pid_var=pid_var)

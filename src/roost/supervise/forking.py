@@ -147,6 +147,20 @@ class Daemons:
 
     # -- following it ------------------------------------------------------------------
 
+    def follow(self, rt: Runtime, pid: int) -> bool:
+        """Make `pid`, a process of the service, its main one (MAINPID=): pinned, then followed.
+
+        False if it is gone before it could be pinned; the main process stays as it was.
+        """
+        old = rt.machine.pid
+        if not self._watch_main(rt, pid):
+            if old is not None and (rt.child is None or rt.child.pid != old) \
+                    and not self._watch_main(rt, old):
+                self._main_exited(rt, old, None)  # the one it replaced went meanwhile
+            return False
+        self._event(rt, rt.machine.main_changed(pid, self._loop.now()))
+        return True
+
     def _watch_main(self, rt: Runtime, pid: int) -> bool:
         """Follow the daemon's exit: its status if roost reaps it, else its pidfd."""
         def reaped(_pid: int, status: ExitStatus) -> None:
@@ -202,8 +216,8 @@ class Daemons:
         an exit 0 (or unseen) that leaves exactly one top-level process, born after
         the old main, is the daemon's fork dance going on, not its death.
         """
-        if rt.machine.state != machine.UP:
-            return None
+        if rt.machine.state != machine.UP or rt.config.type != "forking":
+            return None  # a notify service names its new main process itself (MAINPID=)
         if rt.config.pid_file:
             pid = self._read_pid_file(rt)
             if pid is not None and pid != old and self._tracker.belongs(rt.name, pid):

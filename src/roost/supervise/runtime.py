@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from roost.core import machine
+from roost.supervise.readiness import Notes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 class Runtime:
     """One configured service: its machine, its current process, and its pipes."""
 
-    __slots__ = ("child", "exec_error", "log", "machine", "name", "notify_fd",
+    __slots__ = ("child", "exec_error", "log", "machine", "name", "notes", "notify_fd",
                  "notify_malformed", "notify_refused", "notify_sock", "removing", "status_text",
                  "timers")
 
@@ -32,6 +33,7 @@ class Runtime:
         self.notify_sock: NotifySocket | None = None
         self.removing = False
         self.status_text = ""
+        self.notes = Notes()
         # Datagrams on the notify socket not taken: from outside the service, or not a
         # notification at all. Counted for `roost status`, logged only now and then.
         self.notify_refused = 0
@@ -40,6 +42,12 @@ class Runtime:
     def record(self, now: float, tracking: str | None) -> dict[str, object]:
         """Its `roost status` record: state, pid, uptime, restarts, last exit, what was lost."""
         m = self.machine
+        # ERRNO= and EXIT_STATUS= go with the exit of the run that sent them: while a main
+        # process lives, last_exit is the run before's.
+        running = m.pid is not None
+        said = self.notes.last if running else self.notes.of_exit()
+        last_exit = f"{m.last_exit} ({said})" if said and m.last_exit else m.last_exit
+        phase = self.notes.phase if running else ""
         return {
             "name": self.name,
             "state": m.state,
@@ -49,9 +57,11 @@ class Runtime:
             "uptime": round(now - m.up_since, 3) if m.state == machine.UP and m.up_since
             else None,
             "restarts": m.restarts,
-            "last_exit": m.last_exit,
+            "last_exit": last_exit,
             "reason": m.reason,
             "status": self.status_text,
+            "phase": phase or None,
+            "phase_since": round(now - self.notes.phase_since, 3) if phase else None,
             "want": m.want,
             "tracking": tracking,
             "notify_refused": self.notify_refused,
@@ -69,5 +79,6 @@ def broken_record(name: str, reason: str) -> dict[str, object]:
     """The status record of what the configuration could not set up: failed, with its error."""
     return {"name": name, "state": machine.FAILED, "pid": None, "type": None, "since": None,
             "uptime": None, "restarts": 0, "last_exit": None, "reason": reason, "status": "",
+            "phase": None, "phase_since": None,
             "want": None, "tracking": None, "notify_refused": 0, "notify_malformed": 0,
             "log_dropped": 0}

@@ -26,7 +26,7 @@ from roost.kernel.spawn import SpawnError, spawn
 from roost.supervise import budget, command
 from roost.supervise.forking import Daemons
 from roost.supervise.logs import LogSettings, ServiceLog
-from roost.supervise.readiness import NotificationFd, NotifySocket, admitted
+from roost.supervise.readiness import NotificationFd, Notifications, NotifySocket
 from roost.supervise.runtime import Runtime, broken_record
 
 TYPE_CHECKING = False
@@ -62,6 +62,7 @@ class Supervisor:
         self.order = Order((), loop.now(), chance.uniform)
         self.services: dict[str, Runtime] = {}
         self.daemons = Daemons(loop, reaper, tracker, event=self._event, gone=self._gone)
+        self.notifications = Notifications(loop, tracker, self.daemons, self._event)
         self._waiters: list[tuple[Callable[[], bool], Callable[[], None]]] = []
         # Services a system's init could not configure, each with its error: shown by
         # status as failed, never started; a reload that succeeds replaces them.
@@ -110,7 +111,7 @@ class Supervisor:
 
     def _open_notify_socket(self, rt: Runtime) -> None:
         def message(pid: int, fields: dict[str, str] | None) -> None:
-            self._notify_message(rt, pid, fields)
+            self.notifications.message(rt, pid, fields)
 
         rt.notify_sock = NotifySocket(self.loop, rt.name, message)
 
@@ -141,7 +142,7 @@ class Supervisor:
     def send_signal(self, name: str, signum: int) -> bool:
         """Send `signum` to a service's main process; False if it has none."""
         rt = self.services[name]
-        if rt.child is not None:
+        if rt.child is not None and rt.child.pid == rt.machine.pid:
             return rt.child.signal(signum)
         return self.tracker.signal_main(name, signum)
 
@@ -276,6 +277,7 @@ class Supervisor:
     def _spawn(self, rt: Runtime) -> None:
         cfg = rt.config
         rt.exec_error = None
+        rt.notes.spawned()
         now = self.loop.now()
         ready_fd = None
         try:
@@ -348,29 +350,6 @@ class Supervisor:
     def _ready(self, rt: Runtime) -> None:
         self._event(rt, rt.machine.ready(self.loop.now()))
 
-    def _notify_message(self, rt: Runtime, pid: int, fields: dict[str, str] | None) -> None:
-        if fields is None:
-            rt.notify_malformed += 1
-            if _sometimes(rt.notify_malformed):
-                console.say(f"{rt.name}: dropped a datagram on the notify socket that is not a "
-                            f"notification (from pid {pid}; {rt.notify_malformed} so far)")
-            return
-        main = rt.child.pid if rt.child is not None else None
-        if not admitted(rt.config.notify_access, pid, main,
-                        lambda p: self.tracker.belongs(rt.name, p)):
-            rt.notify_refused += 1
-            if _sometimes(rt.notify_refused):
-                access = rt.config.notify_access
-                who = "a process" if access == "all" else "the main process"
-                console.say(f"{rt.name}: refused a notification from pid {pid}: not {who} of "
-                            f"the service (notify_access = \"{access}\"; "
-                            f"{rt.notify_refused} refused so far)")
-            return
-        if "STATUS" in fields:
-            rt.status_text = fields["STATUS"]
-        if fields.get("READY") == "1":
-            self._ready(rt)
-
     def _exited(self, rt: Runtime, child: Child, status: ExitStatus) -> None:
         if child.exec_fd >= 0:
             self.loop.unwatch(child.exec_fd)  # before it is closed: see _exec_report
@@ -385,6 +364,12 @@ class Supervisor:
         leftovers = bool(self.tracker.members(rt.name))
         if not leftovers:
             rt.log.settle()
+        if rt.machine.pid != child.pid:
+            # MAINPID= named another main process: this exit is not the service's.
+            console.debug(f"{rt.name}: {child.pid} (main process no more) {status.describe()}")
+            if not leftovers:
+                self._gone(rt)
+            return
         now = self.loop.now()
         if rt.exec_error is not None and not leftovers:
             # The command never ran: a failure to start, not a crash to restart.
@@ -415,9 +400,4 @@ class Supervisor:
         if not names:
             records += [broken_record(name, reason) for name, reason in self.broken.items()]
         return records
-
-
-def _sometimes(count: int) -> bool:
-    """Log the 1st, 2nd, 4th, 8th... of a kind: a flood of them cannot flood the console."""
-    return count & (count - 1) == 0
 

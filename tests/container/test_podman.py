@@ -144,3 +144,22 @@ def test_unknown_user_exits_2(podman: Podman) -> None:
     ran = podman.run(["--user", "nosuchuser", "--", "true"])
     assert ran.rc == 2, ran
     assert "roost run: --user: no such user: nosuchuser" in ran.out + ran.err, ran
+
+
+def test_podman_stop_waits_for_the_pre_stop_delay(podman: Podman) -> None:
+    name = podman.start(["--pre-stop-delay", "1.5", "--", "sleep", "60"])
+    try:
+        stop = podman("stop", "--time", "30", name, check=True)
+        print(f"podman stop with --pre-stop-delay 1.5: {stop.elapsed:.2f}s")
+        assert podman.exit_code(name) == 143
+        assert 1.5 <= stop.elapsed < 25, stop  # the delay, then TERM (not podman's KILL)
+    finally:
+        podman.remove(name)
+
+
+def test_restarts_inside_the_container(podman: Podman) -> None:
+    out = podman.shared / f"runs-{time.monotonic_ns()}"
+    ran = podman.run(["--restart", "on-failure", "--restart-delay", "0", "--restart-limit", "2",
+                      "--", "sh", "-c", f"echo run >> /shared/{out.name}; exit 4"])
+    assert ran.rc == 4, ran
+    assert out.read_text().split() == ["run", "run", "run"]

@@ -30,6 +30,7 @@ PROGRAMS = {
     "nginx": "nginx",                    # a master that forks away, with workers
     "dnsmasq": "dnsmasq-base",           # a double fork, then a pid file
     "systemd-notify": "systemd",         # the real sd_notify sender
+    "podman": "podman",                  # a real container runtime; enables 4 units if installed
 }
 # The shared libraries tests preload, and their packages.
 LIBRARIES = {

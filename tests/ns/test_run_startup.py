@@ -122,6 +122,21 @@ def test_pid1_imports_nothing_heavy() -> None:
     assert not heavy, f"roost run as PID 1 imported {heavy}"
 
 
+def test_new_options_import_nothing_heavy() -> None:
+    # Restarts, the drain and no-new-privileges are built from what the plain path loads.
+    support.require_unshare()
+    argv = [*_launcher_argv(), "run", "--restart", "always", "--restart-limit", "0",
+            "--pre-stop-delay", "1", "--no-new-privileges", "--", "true"]
+    with Namespace(argv, stderr=subprocess.PIPE) as ns:
+        _, err = ns.proc.communicate(timeout=20)
+    assert ns.proc.returncode == 0, err
+    imported = {line.rsplit("|", 1)[1].strip() for line in err.decode().splitlines()
+                if line.startswith("import time:") and "|" in line}
+    assert "roost.container.init" in imported
+    heavy = sorted(m for m in imported if m.split(".")[0] in FORBIDDEN)
+    assert not heavy, f"roost run with the restart options imported {heavy}"
+
+
 def test_not_pid1_imports_nothing_heavy_either() -> None:
     # The subreaper prctl goes through the _ctypes C module, not the ctypes package.
     ran = subprocess.run([*_launcher_argv(), "run", "--", "true"], capture_output=True,

@@ -21,6 +21,12 @@ def test_defaults() -> None:
     assert opts.config is None
     assert opts.after == []
     assert opts.control is None
+    assert opts.user is None
+    assert not opts.no_new_privs
+    assert opts.pre_stop_delay == 0.0
+    assert opts.restart is None
+    assert opts.restart_delay is None
+    assert opts.restart_limit is None
 
 
 def test_command_without_double_dash_keeps_its_own_options() -> None:
@@ -126,7 +132,9 @@ def test_no_command(args: list[str]) -> None:
         parse(args)
 
 
-@pytest.mark.parametrize("opt", ["--grace", "--signal-map", "--remap-exit", "-c", "--after"])
+@pytest.mark.parametrize("opt", ["--grace", "--signal-map", "--remap-exit", "-c", "--after",
+                                 "--user", "--pre-stop-delay", "--restart", "--restart-delay",
+                                 "--restart-limit"])
 def test_missing_value(opt: str) -> None:
     with pytest.raises(UsageError, match="needs a value"):
         parse([opt])
@@ -149,11 +157,86 @@ def test_parse_does_not_modify_its_argument() -> None:
     assert args == ["-vg", "--", "x"]
 
 
-def test_main_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert run.main(["--grace", "x", "--", "true"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("roost run: --grace: not a number of seconds")
-    assert "usage: roost run" in err
+    assert err.count("\n") == 1, err
+    assert "--help" in err
+
+
+def test_account_options() -> None:
+    opts = parse(["--user", "nobody:nogroup", "--no-new-privileges", "--", "x"])
+    assert opts.user == "nobody:nogroup"
+    assert opts.no_new_privs
+    assert parse(["--user=1000", "--", "x"]).user == "1000"
+
+
+@pytest.mark.parametrize("bad", ["", ":", ":grp", "user:"])
+def test_bad_user(bad: str) -> None:
+    with pytest.raises(UsageError, match="--user"):
+        parse(["--user", bad, "--", "x"])
+
+
+def test_no_new_privileges_takes_no_value() -> None:
+    with pytest.raises(UsageError, match="takes no value"):
+        parse(["--no-new-privileges=1", "--", "x"])
+
+
+def test_pre_stop_delay() -> None:
+    assert parse(["--pre-stop-delay", "2.5", "--", "x"]).pre_stop_delay == 2.5
+    for bad in ("-1", "nan", "later"):
+        with pytest.raises(UsageError, match="--pre-stop-delay"):
+            parse(["--pre-stop-delay", bad, "--", "x"])
+
+
+def test_restart_defaults_and_values() -> None:
+    opts = parse(["--restart", "on-failure", "--", "x"])
+    assert (opts.restart, opts.restart_delay, opts.restart_max_delay, opts.restart_limit) == (
+        "on-failure", options.DEFAULT_RESTART_DELAY, options.DEFAULT_RESTART_MAX_DELAY, None)
+    opts = parse(["--restart=always", "--restart-delay", "0.5", "--restart-max-delay=4",
+                  "--restart-limit", "3", "--", "x"])
+    assert (opts.restart, opts.restart_delay, opts.restart_max_delay, opts.restart_limit) == (
+        "always", 0.5, 4.0, 3)
+    # A first delay above the default maximum is the maximum.
+    assert parse(["--restart", "always", "--restart-delay", "90", "--", "x"]).restart_max_delay \
+        == 90.0
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["--restart", "never"], "--restart: expected on-failure or always"),
+    (["--restart", "always", "--restart-delay", "-1"], "--restart-delay: must be from 0"),
+    (["--restart", "always", "--restart-delay", "inf"], "--restart-delay"),
+    (["--restart", "always", "--restart-limit", "-1"], "--restart-limit: not a count"),
+    (["--restart", "always", "--restart-limit", "1.5"], "--restart-limit: not a count"),
+    (["--restart-limit", "3"], "--restart-limit needs --restart"),
+    (["--restart-delay", "1"], "--restart-delay needs --restart"),
+    (["--restart-max-delay", "1"], "--restart-max-delay needs --restart"),
+    (["--restart", "always", "--restart-delay", "5", "--restart-max-delay", "1"],
+     "is below --restart-delay"),
+])
+def test_bad_restart(args: list[str], match: str) -> None:
+    with pytest.raises(UsageError, match=match):
+        parse([*args, "--", "x"])
+
+
+@pytest.mark.parametrize("args", [["--restart-limit", "3"], ["--restart", "always",
+                                                              "--restart-delay", "-1"]])
+def test_main_bad_restart_is_one_line(capsys: pytest.CaptureFixture[str],
+                                      args: list[str]) -> None:
+    assert run.main([*args, "--", "true"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("roost run: --restart") and err.count("\n") == 1, err
+
+
+def test_main_unknown_user_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run.main(["--user", "roost-no-such-user", "--", "true"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "roost run: --user: no such user: roost-no-such-user")
+    assert run.main(["--user", "nobody:roost-no-such-group", "--", "true"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("roost run: --user: no such group: roost-no-such-group")
+    assert err.count("\n") == 1
 
 
 def test_main_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:

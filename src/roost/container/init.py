@@ -4,31 +4,36 @@ roost starts the command, forwards every signal it receives to it, reaps every
 process that ends up re-parented to it, and exits with the command's status.
 When the command exits while other processes remain, they get TERM and CONT,
 roost waits until the last one is gone or the grace period ends, then KILLs
-what is left.
+what is left. With `--restart`, a command that exits is started again after a
+back-off instead, until a stop signal, the policy or the limit says no more;
+with `--pre-stop-delay`, the first TERM reaches the command only after a pause.
 """
 
 import _signal
 import os
 
+from roost.container.options import STOP_SIGNALS
 from roost.core import sigs
+from roost.core.exits import ExitStatus
 from roost.kernel import console
-from roost.kernel.spawn import NEW_GROUP, Command, spawn
+from roost.kernel.spawn import NEW_GROUP, Command, SpawnError, spawn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from roost.container.options import RunOptions
-    from roost.core.exits import ExitStatus
-    from roost.kernel.loop import Loop
+    from roost.kernel.accounts import Account
+    from roost.kernel.loop import Loop, Timer
     from roost.kernel.reaper import Reaper
     from roost.kernel.spawn import Child
 
 # After SIGKILL, how long to wait for the killed to be reaped (a process in
 # uninterruptible sleep may never go) before exiting anyway.
 KILL_WAIT = 2.0
-
-
+# A main child that ran this long (or as long as the longest restart delay, if more) was
+# no crash loop: its restart waits the first delay again.
+STEADY_RUN = 10.0
 
 
 class ContainerInit:
@@ -52,26 +57,56 @@ class ContainerInit:
         # Sidecar services must stop, in order, before the sweep signals whatever is
         # left: given the sweep as a continuation, this runs first.
         self.before_sweep: Callable[[Callable[[], None]], None] | None = None
+        # Whom the main child runs as (--user), resolved before anything started.
+        self.account: Account | None = None
+        # A stop signal came: the main child is never started again.
+        self.stopping = False
+        # The first TERM's forwarding, held back by --pre-stop-delay.
+        self.drain: Timer | None = None
+        # The restart to come, while the main child is down and backing off.
+        self.backoff: Timer | None = None
+        self.restarts = 0
+        self.next_delay = opts.restart_delay or 0.0
+        self.started_at = 0.0
 
     # -- start -------------------------------------------------------------
 
-    def start(self, extra_env: "dict[str, str] | None" = None) -> None:
-        """Spawn the main command, with the terminal and socket-activation fds it is owed."""
+    def start(self) -> None:
+        """Spawn the main command as its account, with the terminal and fds it is owed."""
         env = dict(os.environ)
-        if extra_env:
-            env.update(extra_env)
+        account = self.account
+        uid: int | None = None
+        gid: int | None = None
+        groups: list[int] | None = None
+        if account is not None:
+            uid, gid, groups = account.uid, account.gid, account.groups
+            if account.env:
+                env.update(account.env)
+            elif uid is not None:
+                # A uid with no passwd entry: no name to give, and root's HOME is not its
+                # own ("/" as Docker gives it).
+                env.pop("USER", None)
+                env.pop("LOGNAME", None)
+                env["HOME"] = "/"
         fds = {0: 0, 1: 1, 2: 2}
         listen = self.listen_fds
-        self.listen_fds = []
         for fd in listen:
             fds[fd] = fd
         tty = self.tty = _foreground_tty()
         command = Command(self.opts.command, env=env, fds=fds, session=NEW_GROUP,
-                          foreground_tty=tty, env_pid_var="LISTEN_PID" if listen else None)
+                          foreground_tty=tty, env_pid_var="LISTEN_PID" if listen else None,
+                          uid=uid, gid=gid, groups=groups,
+                          no_new_privs=self.opts.no_new_privs)
         self.child = spawn(command)
+        self.status = None
+        self.exec_error = None
+        self.started_at = self.loop.now()
         self.reaper.watch(self.child.pid, self._main_exited)
         console.debug(f"started {self.child.pid}: {_quote(self.opts.command)}")
+        if self.opts.restart is not None:
+            return  # each start of the command is owed the sockets: roost keeps them
         # The sockets now belong to the child; roost keeps no fd it passed on.
+        self.listen_fds = []
         for fd in listen:
             try:
                 os.close(fd)
@@ -86,9 +121,30 @@ class ContainerInit:
             self.reaper.drain()
             self._check_done()
             return
+        if signum in STOP_SIGNALS:
+            self.stopping = True
+            if self.backoff is not None:
+                self.backoff.cancel()
+                self.backoff = None
+                console.say(f"{sigs.name(signum)} during the restart delay: not restarting")
+                self._end()
+                return
         if self.child is None or self.status is not None:
             console.debug(f"{sigs.name(signum)} received with no main child: not forwarded")
             return
+        if signum == _signal.SIGTERM:
+            if self.drain is not None:
+                # A second TERM: the caller will not wait for the drain.
+                self.drain.cancel()
+                self.drain = None
+            elif self.opts.pre_stop_delay and self.deadline is None:
+                delay = self.opts.pre_stop_delay
+                console.say(f"SIGTERM received: forwarding it in {delay:g}s (--pre-stop-delay)")
+                self.drain = self.loop.call_later(delay, self._drained)
+                return
+        self._forward(signum)
+
+    def _forward(self, signum: int) -> None:
         target = self.opts.signal_map.get(signum, signum)
         if target == 0:
             console.debug(f"{sigs.name(signum)} dropped (--signal-map)")
@@ -96,6 +152,11 @@ class ContainerInit:
             self._send_main(target)
         if signum == _signal.SIGTERM and self.deadline is None:
             self._arm_deadline()
+
+    def _drained(self) -> None:
+        self.drain = None
+        if self.child is not None and self.status is None:
+            self._forward(_signal.SIGTERM)
 
     def _send_main(self, signum: int) -> None:
         assert self.child is not None
@@ -140,6 +201,9 @@ class ContainerInit:
             self.exec_error = error
             console.say(error)
         self.child.close()
+        if self.drain is not None:
+            self.drain.cancel()
+            self.drain = None
         if self.tty is not None:
             # Whoever runs roost from a script gets its terminal back in the foreground:
             # a read or (with TOSTOP) a write after roost would otherwise stop it.
@@ -149,10 +213,57 @@ class ContainerInit:
             except OSError:
                 pass
         console.debug(f"main child {pid} {status.describe()}")
+        if self._restart_wanted(status):
+            self._back_off(pid, status)
+        else:
+            self._end()
+
+    def _end(self) -> None:
+        """The main child is down for good: the sidecars stop, then the sweep."""
         if self.before_sweep is not None:
             self.before_sweep(self._sweep)
         else:
             self._sweep()
+
+    # -- restarts ----------------------------------------------------------
+
+    def _restart_wanted(self, status: "ExitStatus") -> bool:
+        policy = self.opts.restart
+        if policy is None or self.stopping:
+            return False
+        if self.exec_error is not None:
+            console.say("not restarting: the command cannot be started")
+            return False
+        if policy == "on-failure" and status.success:
+            return False
+        limit = self.opts.restart_limit
+        if limit is not None and self.restarts >= limit:
+            console.say(f"not restarting: --restart-limit {limit} reached")
+            return False
+        return True
+
+    def _back_off(self, pid: int, status: "ExitStatus") -> None:
+        """Arm the restart: the delay doubles with each quick exit, up to the maximum."""
+        first = self.opts.restart_delay or 0.0
+        longest = self.opts.restart_max_delay or 0.0
+        if self.loop.now() - self.started_at >= max(STEADY_RUN, longest):
+            self.next_delay = first
+        delay = self.next_delay
+        self.next_delay = min(longest, delay * 2)
+        self.child = None
+        console.say(f"main child {pid} {status.describe()}: restart {self.restarts + 1} "
+                    f"in {delay:g}s")
+        self.backoff = self.loop.call_later(delay, self._restart)
+
+    def _restart(self) -> None:
+        self.backoff = None
+        self.restarts += 1
+        try:
+            self.start()
+        except SpawnError as exc:
+            console.say(str(exc))
+            self.status = ExitStatus(code=exc.exit_code)
+            self._end()
 
     def _sweep(self) -> None:
         """TERM and CONT to everything left, under the grace deadline; done when none is left."""

@@ -19,6 +19,8 @@ _NOT_FORWARDED = frozenset({_signal.SIGCHLD, _signal.SIGTTIN, _signal.SIGTTOU, _
 FORWARDED = sigs.CATCHABLE - _NOT_FORWARDED
 HANDLED = FORWARDED | {_signal.SIGCHLD}
 IGNORED = (_signal.SIGTTIN, _signal.SIGTTOU)
+# The signals that ask a container to stop: after one, the main command is not restarted.
+STOP_SIGNALS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT})
 
 USAGE = """\
 usage: roost run [options] -- COMMAND [ARG...]
@@ -35,6 +37,13 @@ options:
   -c, --config DIR       also supervise the services in DIR (sidecars)
   --after SERVICE        start COMMAND once SERVICE is ready (repeatable)
   --control ADDR         control socket for the sidecars (path or @abstract)
+  --user USER[:GROUP]    run COMMAND as USER (names or numbers)
+  --no-new-privileges    COMMAND and its children can never gain privileges
+  --pre-stop-delay SECS  on the first TERM, wait this long before forwarding it
+  --restart POLICY       restart COMMAND when it exits: on-failure or always
+  --restart-delay SECS   wait before a restart, doubling each time (1)
+  --restart-max-delay S  the longest wait before a restart (30)
+  --restart-limit N      restart at most N times
 """
 
 class UsageError(Exception):
@@ -44,8 +53,9 @@ class UsageError(Exception):
 class RunOptions:
     """The parsed command line of `roost run`."""
 
-    __slots__ = ("after", "command", "config", "control", "grace", "group", "remap",
-                 "signal_map", "verbose")
+    __slots__ = ("after", "command", "config", "control", "grace", "group", "no_new_privs",
+                 "pre_stop_delay", "remap", "restart", "restart_delay", "restart_limit",
+                 "restart_max_delay", "signal_map", "user", "verbose")
 
     def __init__(self) -> None:
         self.verbose = False
@@ -57,11 +67,22 @@ class RunOptions:
         self.after: list[str] = []
         self.control: str | None = None
         self.command: list[str] = []
+        self.user: str | None = None
+        self.no_new_privs = False
+        self.pre_stop_delay = 0.0
+        self.restart: str | None = None
+        self.restart_delay: float | None = None
+        self.restart_max_delay: float | None = None
+        self.restart_limit: int | None = None
 
 
 # The longest grace accepted (11.6 days): no container stops that slowly, and a
 # bound keeps the deadline a real instant.
 MAX_GRACE = 1_000_000.0
+
+RESTART_POLICIES = ("on-failure", "always")
+DEFAULT_RESTART_DELAY = 1.0
+DEFAULT_RESTART_MAX_DELAY = 30.0
 
 # Options that take no value, by their one-letter names (they may be bundled: -vg).
 _FLAGS = "vgh"
@@ -101,15 +122,46 @@ def _signal_map(text: str) -> "list[tuple[int, int]]":
     return pairs
 
 
-def _grace(text: str) -> float:
+def _seconds(name: str, text: str) -> float:
     try:
-        grace = float(text)
+        seconds = float(text)
     except ValueError:
-        raise UsageError(f"--grace: not a number of seconds: {text!r}") from None
-    # Also refuses NaN and infinity: the deadline must be a real instant.
-    if not 0 <= grace <= MAX_GRACE:
-        raise UsageError(f"--grace: must be from 0 to {MAX_GRACE:g} seconds, got {text!r}")
-    return grace
+        raise UsageError(f"{name}: not a number of seconds: {text!r}") from None
+    # Also refuses NaN and infinity: a deadline must be a real instant.
+    if not 0 <= seconds <= MAX_GRACE:
+        raise UsageError(f"{name}: must be from 0 to {MAX_GRACE:g} seconds, got {text!r}")
+    return seconds
+
+
+def _count(name: str, text: str) -> int:
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 9:
+        raise UsageError(f"{name}: not a count (0-999999999): {text!r}")
+    return int(digits)
+
+
+def _user(text: str) -> str:
+    user, _, group = text.partition(":")
+    if not user or (":" in text and not group):
+        raise UsageError(f"--user: expected USER or USER:GROUP, got {text!r}")
+    return text
+
+
+def _check_restart(opts: "RunOptions") -> None:
+    """Refuse restart settings that no policy would use, and a max below the first delay."""
+    if opts.restart is None:
+        for name, value in (("--restart-delay", opts.restart_delay),
+                            ("--restart-max-delay", opts.restart_max_delay),
+                            ("--restart-limit", opts.restart_limit)):
+            if value is not None:
+                raise UsageError(f"{name} needs --restart on-failure|always")
+        return
+    first = DEFAULT_RESTART_DELAY if opts.restart_delay is None else opts.restart_delay
+    longest = max(first, DEFAULT_RESTART_MAX_DELAY) if opts.restart_max_delay is None \
+        else opts.restart_max_delay
+    if longest < first:
+        raise UsageError(f"--restart-max-delay {longest:g} is below --restart-delay {first:g}")
+    opts.restart_delay, opts.restart_max_delay = first, longest
 
 
 def parse(args: "list[str]") -> "RunOptions":
@@ -130,7 +182,8 @@ def parse(args: "list[str]") -> "RunOptions":
             args[i:i] = [f"-{c}" for c in arg[2:]]
             arg = arg[:2]
         name, eq, inline = arg.partition("=")
-        if eq and name in ("-v", "--verbose", "-g", "--group", "-h", "--help"):
+        if eq and name in ("-v", "--verbose", "-g", "--group", "-h", "--help",
+                           "--no-new-privileges"):
             raise UsageError(f"{name} takes no value")
 
         def value(name: str = name, eq: str = eq, inline: str = inline) -> str:
@@ -149,7 +202,7 @@ def parse(args: "list[str]") -> "RunOptions":
         elif name == "--signal-map":
             opts.signal_map.update(_signal_map(value()))
         elif name == "--grace":
-            opts.grace = _grace(value())
+            opts.grace = _seconds(name, value())
         elif name == "--remap-exit":
             opts.remap.update(_pairs(value(), _code))
         elif name in ("-c", "--config"):
@@ -158,6 +211,25 @@ def parse(args: "list[str]") -> "RunOptions":
             opts.after.append(value())
         elif name == "--control":
             opts.control = value()
+        elif name == "--user":
+            opts.user = _user(value())
+        elif name == "--no-new-privileges":
+            opts.no_new_privs = True
+        elif name == "--pre-stop-delay":
+            opts.pre_stop_delay = _seconds(name, value())
+        elif name == "--restart":
+            policy = value()
+            if policy not in RESTART_POLICIES:
+                raise UsageError(f"--restart: expected on-failure or always, got {policy!r}")
+            opts.restart = policy
+        elif name in ("--restart-delay", "--restart-max-delay"):
+            seconds = _seconds(name, value())
+            if name == "--restart-delay":
+                opts.restart_delay = seconds
+            else:
+                opts.restart_max_delay = seconds
+        elif name == "--restart-limit":
+            opts.restart_limit = _count(name, value())
         elif name in ("-h", "--help"):
             raise UsageError("")
         else:
@@ -166,4 +238,5 @@ def parse(args: "list[str]") -> "RunOptions":
         raise UsageError("no command given")
     if opts.after and opts.config is None:
         raise UsageError("--after needs -c DIR")
+    _check_restart(opts)
     return opts

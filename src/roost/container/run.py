@@ -22,6 +22,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from roost.kernel.accounts import Account
+
 
 def _is_open(fd: int) -> bool:
     try:
@@ -57,19 +59,40 @@ def _listen_fds(env: "Mapping[str, str]") -> "list[int]":
     return [fd for fd in range(3, 3 + max(0, min(count, 4096))) if _is_open(fd)]
 
 
+def _account(spec: str) -> "Account":
+    """Resolve `--user USER[:GROUP]`; raise UsageError naming what the system lacks."""
+    from roost.kernel import accounts  # noqa: PLC0415 - lazy (start-up): --user only
+
+    user, _, group = spec.partition(":")
+    try:
+        return accounts.resolve(user, group or None)
+    except accounts.UnknownAccount as exc:
+        raise UsageError(f"--user: {exc}") from None
+
+
+def _usage_error(exc: "UsageError") -> int:
+    # One line: in a container's log, the reason is all anyone reads.
+    sys.stderr.write(f"roost run: {exc} (roost run --help for usage)\n")
+    return 2
+
+
 def main(args: "list[str]") -> int:
     """Run `roost run`; return the exit status roost should exit with."""
     try:
         opts = parse(args)
     except UsageError as exc:
         if str(exc):
-            sys.stderr.write(f"roost run: {exc}\n{USAGE}")
-            return 2
+            return _usage_error(exc)
         sys.stdout.write(USAGE)
         return 0
     console.configure(verbose=opts.verbose)
     _open_stdio()
     listen = _listen_fds(os.environ)
+    # After the fds are counted: the account lookup may open files of its own (NSS).
+    try:
+        account = _account(opts.user) if opts.user is not None else None
+    except UsageError as exc:
+        return _usage_error(exc)
     if os.getpid() != 1:
         from roost.kernel import prctl  # noqa: PLC0415 - lazy (start-up): not needed as PID 1
 
@@ -78,6 +101,7 @@ def main(args: "list[str]") -> int:
     reaper = Reaper()
     init = ContainerInit(opts, loop, reaper)
     init.listen_fds = listen
+    init.account = account
     if console.verbose():  # else an orphan is only reaped: a storm builds nothing per exit
         reaper.on_orphan = init.on_orphan
     if opts.config is not None:

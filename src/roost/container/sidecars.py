@@ -8,12 +8,11 @@ with CMD's status.
 
 from __future__ import annotations
 
-import _signal
 import os
 import sys
 
 from roost.config.reader import read
-from roost.container.options import HANDLED, IGNORED
+from roost.container.options import HANDLED, IGNORED, STOP_SIGNALS
 from roost.control.protocol import default_address
 from roost.core import machine
 from roost.kernel import console
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 CONFIG_ERROR = 2
 SIDECAR_FAILED = 1
-_STOP_SIGNALS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT})
 
 
 def run(opts: RunOptions, loop: Loop, reaper: Reaper, init: ContainerInit) -> int:
@@ -62,7 +60,7 @@ def run(opts: RunOptions, loop: Loop, reaper: Reaper, init: ContainerInit) -> in
         supervisor.stop_all(then=lambda: finish(code))
 
     def on_signal(signum: int) -> None:
-        if init.child is None and init.status is None and signum in _STOP_SIGNALS:
+        if init.child is None and init.status is None and signum in STOP_SIGNALS:
             if "stopping" not in outcome:
                 outcome["stopping"] = 1
                 console.say("stop requested before the main command started")

@@ -1,4 +1,4 @@
-"""The process controls every role needs: subreaper and parent-death signal (prctl(2)).
+"""The process controls every role needs: subreaper, parent-death signal, no new privileges.
 
 A container init that is not PID 1 calls this on every start, so it is built on
 `_ctypes` alone, and its annotations are strings, as on all of the container path
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
 
 
 def checked(result: int, what: str) -> int:
@@ -74,3 +75,8 @@ def become_subreaper(otherwise: str) -> None:
 def set_pdeathsig(signum: int) -> None:
     """Ask for `signum` when the parent thread dies (PR_SET_PDEATHSIG)."""
     prctl(PR_SET_PDEATHSIG, signum)
+
+
+def set_no_new_privs() -> None:
+    """Make execve never grant privileges again (setuid bits, file capabilities), for good."""
+    prctl(PR_SET_NO_NEW_PRIVS, 1)

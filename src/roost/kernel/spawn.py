@@ -47,6 +47,7 @@ class Command:
         "foreground_tty",
         "gid",
         "groups",
+        "no_new_privs",
         "nofile",
         "pdeathsig",
         "session",
@@ -60,7 +61,8 @@ class Command:
                  groups: "Sequence[int] | None" = None, fds: "Mapping[int, int] | None" = None,
                  session: str = NEW_SESSION, foreground_tty: "int | None" = None,
                  pdeathsig: int = 0, nofile: "tuple[int, int] | None" = None,
-                 env_pid_var: "str | None" = None, cgroup: "str | None" = None):
+                 env_pid_var: "str | None" = None, cgroup: "str | None" = None,
+                 no_new_privs: bool = False):
         self.argv = list(argv)
         self.executable = executable
         self.env = dict(os.environ if env is None else env)
@@ -80,6 +82,8 @@ class Command:
         # A cgroup v2 directory the child joins before anything else, so that it and
         # everything it forks are tracked from the first instruction of the new program.
         self.cgroup = cgroup
+        # PR_SET_NO_NEW_PRIVS before exec: no setuid bit or file capability raises it again.
+        self.no_new_privs = no_new_privs
 
 
 class Child:
@@ -230,6 +234,13 @@ def _child(command: "Command", executable: str, err_w: int, parent: int) -> None
             os.chdir(command.cwd)
         if command.umask is not None:
             os.umask(command.umask)
+        if command.no_new_privs:
+            # Before the ids change: the account may not read the interpreter's own
+            # modules (a pyenv under /root), and the import must still find _ctypes.
+            stage = "prctl no_new_privs"
+            from roost.kernel import prctl  # noqa: PLC0415 - lazy (child): --no-new-privileges only
+
+            prctl.set_no_new_privs()
         if command.groups is not None:
             stage = "setgroups"
             os.setgroups(command.groups)

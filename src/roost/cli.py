@@ -11,17 +11,13 @@ from roost import __version__, early
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from typing import Any
+    from typing import Any, NoReturn
 
 CHECK_OK = 0
 FAILURE = 1
 USAGE_ERROR = 2
 
 DEFAULT_CONFIG = "/etc/roost"
-
-_COLOURS = {"up": "32", "done": "32", "starting": "33", "stopping": "33", "backoff": "33",
-            "failed": "31;1", "down": "2"}
-
 
 SYSTEM_COMMANDS = {
     "init": "run as the system's init, PID 1 (see docs/system-init.md)",
@@ -35,68 +31,138 @@ def _config_dir(value: str | None) -> str:
     return value or os.environ.get("ROOST_CONFIG") or DEFAULT_CONFIG
 
 
+# Each client subcommand: its one-line help, what it does, and an example.
+HELP = {
+    "up": ("supervise a configuration directory in the foreground",
+           "Start every autostart service of DIR in dependency order and supervise them in the\n"
+           "foreground until SIGTERM, SIGINT or `roost shutdown`. A second signal while\n"
+           "stopping kills (SIGKILL) whatever remains; a third makes roost leave at once.",
+           "roost up -c ./services --log-dir ./logs"),
+    "check": ("validate a configuration directory",
+              "Read every service file of DIR and print each error; exit 0 when the whole\n"
+              "configuration is valid, 1 when it is not. Nothing is started.",
+              "roost check /etc/roost"),
+    "status": ("show the state of services",
+               "Without names, a table of every service. With names, each one in detail: its\n"
+               "command, since when it is in its state, its processes and its last 10 log lines\n"
+               "(those three for root and the control group). Exit 0 when every named service\n"
+               "(or, with no names, every wanted one) is up or done, 3 otherwise.",
+               "roost status\n  roost status web db\n  roost status --json"),
+    "start": ("start services (and what they require)",
+              "Start the services and, first, everything they require. Waits until every\n"
+              "service it touched has settled, prints each, and exits 0 if all are up (or\n"
+              "done, for a oneshot), 1 if not.",
+              "roost start web && curl http://localhost/"),
+    "stop": ("stop services (and what requires them)",
+             "Stop the services and, first, everything that requires them. Waits until none of\n"
+             "them has a process left, prints each, and exits 0 if all are down, 1 if not.",
+             "roost stop db"),
+    "restart": ("restart services (and what runs requiring them)",
+                "Stop the services and every running service that requires them, then start\n"
+                "them all again in order. Waits until all of them have settled, prints each, and\n"
+                "exits 0 if all are up (or done), 1 if not.",
+                "roost restart db && curl http://localhost/"),
+    "signal": ("send a signal to a service's main process",
+               "Send SIG (a name, with or without SIG, or a number) to the main process of each\n"
+               "service. Root and the control group only.",
+               "roost signal HUP web"),
+    "log": ("show a service's output",
+            "Print the last lines the services wrote (oldest first); with -f, keep printing\n"
+            "new lines until interrupted. Root and the control group only.",
+            "roost log -n 50 -f web db"),
+    "tree": ("show every process of each service",
+             "Show every process of each service (* marks the main one), how roost tracks\n"
+             "them, and the orphans it adopted. Root and the control group only.",
+             "roost tree web"),
+    "reload": ("apply a changed configuration directory",
+               "Read the configuration directory again; if all of it is valid, add, remove and\n"
+               "restart only the services that changed. If not, nothing changes.",
+               "roost reload"),
+    "shutdown": ("stop every service in order, then exit",
+                 "Stop every service in reverse dependency order, then make roost exit.",
+                 "roost shutdown"),
+}
+
+CONTROL_HELP = ("control socket: a path or @abstract (default: $ROOST_CONTROL, else "
+                "/run/roost/control for root; for other users their own "
+                "$XDG_RUNTIME_DIR/roost/control, else /tmp/roost-UID/control, then "
+                "the system's /run/roost/control)")
+
+
 def _parser() -> argparse.ArgumentParser:
     import argparse  # noqa: PLC0415 - lazy (memory): see _fast_up
 
-    parser = argparse.ArgumentParser(
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            """Bad usage: one line, and where the help is."""
+            self.exit(USAGE_ERROR, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+    parser = Parser(
         prog="roost", description="A Linux init and service supervisor.",
-        epilog="`roost run --help` describes the container init's options.")
+        epilog="`roost COMMAND --help` describes each command; `roost run --help` the "
+               "container init's options.")
     parser.add_argument("--version", action="version", version=f"roost {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Listed for the help only: `roost run` is dispatched before this parser exists.
     sub.add_parser("run", help="run CMD as a container's init: roost run [options] -- CMD",
                    add_help=False)
 
-    def control(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--control", metavar="ADDR",
-                       help="control socket: a path or @abstract (default: $ROOST_CONTROL, "
-                            "/run/roost/control for root)")
+    def command(name: str) -> argparse.ArgumentParser:
+        text, description, example = HELP[name]
+        return sub.add_parser(name, help=text, description=description,
+                              epilog=f"example:\n  {example}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    p = sub.add_parser("up", help="supervise a configuration directory in the foreground")
+    def control(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--control", metavar="ADDR", help=CONTROL_HELP)
+
+    p = command("up")
     p.add_argument("-c", "--config", metavar="DIR", help=f"service directory (default: "
                    f"$ROOST_CONFIG or {DEFAULT_CONFIG})")
-    p.add_argument("--log-dir", metavar="DIR", help="write service logs to files in DIR")
+    p.add_argument("--log-dir", metavar="DIR", help="write service logs to files in DIR "
+                   "(default: log_dir in roost.toml, else none)")
     p.add_argument("--quiet", action="store_true", help="do not copy service output to stdout")
     p.add_argument("-v", "--verbose", action="store_true", help="log more of what roost does")
     control(p)
 
-    p = sub.add_parser("check", help="validate a configuration directory")
-    p.add_argument("directory", nargs="?", metavar="DIR")
+    p = command("check")
+    p.add_argument("directory", nargs="?", metavar="DIR",
+                   help=f"service directory (default: $ROOST_CONFIG or {DEFAULT_CONFIG})")
 
-    p = sub.add_parser("status", help="show the state of services")
-    p.add_argument("services", nargs="*", metavar="SERVICE")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p = command("status")
+    p.add_argument("services", nargs="*", metavar="SERVICE", help="(default: every service)")
+    p.add_argument("--json", action="store_true", help="print the status records as JSON")
     control(p)
 
-    for verb, text in (("start", "start services (and what they require)"),
-                       ("stop", "stop services (and what requires them)"),
-                       ("restart", "restart services")):
-        p = sub.add_parser(verb, help=text)
+    for verb in ("start", "stop", "restart"):
+        p = command(verb)
         p.add_argument("services", nargs="+", metavar="SERVICE")
-        p.add_argument("--no-wait", action="store_true", help="return without waiting")
-        p.add_argument("--timeout", type=float, default=90.0, metavar="SECONDS")
+        p.add_argument("--no-wait", action="store_true",
+                       help="return once roost has the request, without waiting")
+        p.add_argument("--timeout", type=float, default=90.0, metavar="SECONDS",
+                       help="how long to wait for every service to settle (default: "
+                            "%(default)g); nothing is cancelled when it runs out")
         control(p)
 
-    p = sub.add_parser("signal", help="send a signal to a service's main process")
+    p = command("signal")
     p.add_argument("signal", metavar="SIG")
     p.add_argument("services", nargs="+", metavar="SERVICE")
     control(p)
 
-    p = sub.add_parser("log", help="show a service's output")
+    p = command("log")
     p.add_argument("services", nargs="+", metavar="SERVICE")
-    p.add_argument("-n", "--lines", type=int, default=20, metavar="N")
+    p.add_argument("-n", "--lines", type=int, default=20, metavar="N",
+                   help="how many of the last lines (default: %(default)s)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     control(p)
 
-    p = sub.add_parser("tree", help="show every process of each service")
-    p.add_argument("services", nargs="*", metavar="SERVICE")
+    p = command("tree")
+    p.add_argument("services", nargs="*", metavar="SERVICE", help="(default: every service)")
     p.add_argument("--json", action="store_true", help="print JSON")
     control(p)
 
-    p = sub.add_parser("reload", help="apply a changed configuration directory")
-    control(p)
-    p = sub.add_parser("shutdown", help="stop every service in order, then exit")
-    control(p)
+    control(command("reload"))
+    control(command("shutdown"))
     # System mode: handled by roost.system (see main); listed here for --help.
     for verb, text in SYSTEM_COMMANDS.items():
         p = sub.add_parser(verb, help=text, add_help=False)
@@ -140,6 +206,9 @@ def main(args: list[str]) -> int:
         # A waiting start/stop/restart may take its whole --timeout before roost answers.
         wait = max(120.0, float(getattr(ns, "timeout", 0.0) or 0.0) + 10.0)
         with Client(ns.control, timeout=None if getattr(ns, "follow", False) else wait) as client:
+            if client.fell_back:
+                print(f"roost: no roost of yours answers on {client.candidates[0]}; "
+                      f"using the system's on {client.address}", file=sys.stderr)
             return _client_command(ns, client)
     except NotRunning as exc:
         print(f"roost: {exc}", file=sys.stderr)
@@ -215,22 +284,30 @@ def _up(ns: argparse.Namespace) -> int:
 
 
 def _client_command(ns: argparse.Namespace, client: Any) -> int:
+    from roost import cli_show  # noqa: PLC0415 - lazy (start-up): clients only
+
     command = ns.command
+    colour = cli_show.wants_colour(sys.stdout.isatty(), dict(os.environ))
     if command == "status":
         records = client.call("status", services=ns.services)
         if ns.json:
             print(json.dumps(records, indent=2))
+        elif ns.services:
+            _print_details(client, records, colour)
         else:
-            _print_status(records)
-        return CHECK_OK
+            _print(cli_show.table(records, colour))
+        return cli_show.status_exit(records, named=bool(ns.services))
     if command in ("start", "stop", "restart"):
         records = client.call(command, services=ns.services, wait=not ns.no_wait,
                               timeout=ns.timeout)
-        _print_status(records)
+        _print(cli_show.table(records, colour))
         if ns.no_wait:
+            print(f"{command} {', '.join(ns.services)}: asked, not waiting "
+                  "(`roost status` shows how it goes)")
             return CHECK_OK
-        good = {"stop": ("down", "failed", "done")}.get(command, ("up", "done"))
-        return CHECK_OK if all(r["state"] in good for r in records) else FAILURE
+        summary, done = cli_show.transaction(command, ns.services, records)
+        print(summary)
+        return CHECK_OK if done else FAILURE
     if command == "signal":
         client.call("signal", services=ns.services, signal=ns.signal)
         return CHECK_OK
@@ -247,53 +324,51 @@ def _client_command(ns: argparse.Namespace, client: Any) -> int:
         if ns.json:
             print(json.dumps(result, indent=2))
         else:
-            _print_tree(result)
+            _print(cli_show.tree_lines(result))
         return CHECK_OK
     if command == "reload":
+        from roost.control.protocol import describe_reload  # noqa: PLC0415 - lazy (start-up): `reload` only
+
         summary = client.call("reload")
-        parts = [f"{key}: {', '.join(names)}" for key, names in summary.items() if names]
-        print("reloaded" + ("; " + "; ".join(parts) if parts else ": nothing changed"))
+        words = describe_reload(summary)
+        print(f"reloaded{'; ' if any(summary.values()) else ': '}{words}")
         return CHECK_OK
     client.call("shutdown")  # the last command the parser knows
     print("roost is shutting down")
     return CHECK_OK
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    total = int(seconds)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes}m"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{seconds:.1f}s" if seconds < 10 else f"{secs}s"
+def _print(lines: list[str]) -> None:
+    for line in lines:
+        print(line)
 
 
-def _print_status(records: list[dict[str, Any]]) -> None:
-    colour = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
-    rows = [("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT")]
-    for r in records:
-        last = r.get("last_exit") or "-"
-        if r.get("reason") and r["state"] != "up":
-            last = r["reason"]
-        rows.append((r["name"], r["state"], str(r["pid"] or "-"), _duration(r.get("uptime")),
-                     str(r["restarts"]), last))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    for index, row in enumerate(rows):
-        cells = [row[i].ljust(widths[i]) for i in range(5)]
-        if colour and index > 0:
-            code = _COLOURS.get(row[1], "0")
-            cells[1] = f"\033[{code}m{cells[1]}\033[0m"
-        print("  ".join([*cells, row[5]]).rstrip())
-    for r in records:
-        if r.get("log_dropped"):
-            print(f"{r['name']}: {r['log_dropped']} lines never reached its log file")
+def _print_details(client: Any, records: list[dict[str, Any]], colour: bool) -> None:
+    """Each named service in detail; its tree and log only where the caller may read them."""
+    from roost import cli_show  # noqa: PLC0415 - lazy (start-up): clients only
+
+    names = [r["name"] for r in records]
+    tree = _permitted(client, "tree", services=names)
+    trees = {e["service"]: e for e in tree["services"]} if tree is not None else {}
+    for index, record in enumerate(records):
+        log = _permitted(client, "log", services=[record["name"]], lines=10)
+        if index:
+            print()
+        _print(cli_show.detail(record, trees.get(record["name"]) if tree is not None else None,
+                               log, colour))
+
+
+def _permitted(client: Any, cmd: str, **args: object) -> Any:
+    """The result of `cmd`, or None if this user may not ask it."""
+    from roost.control import protocol  # noqa: PLC0415 - lazy (start-up): clients only
+    from roost.control.client import RemoteError  # noqa: PLC0415 - lazy (start-up): clients only
+
+    try:
+        return client.call(cmd, **args)
+    except RemoteError as exc:
+        if exc.code == protocol.NOT_PERMITTED:
+            return None
+        raise
 
 
 def _print_line(record: dict[str, Any], with_name: bool) -> None:
@@ -301,19 +376,3 @@ def _print_line(record: dict[str, Any], with_name: bool) -> None:
 
     prefix = f"{record['service']} | " if with_name else ""
     print(f"{console.stamp(record['time'])} {prefix}{record['line']}", flush=True)
-
-
-def _print_tree(result: dict[str, Any]) -> None:
-    for entry in result["services"]:
-        where = f" {entry['cgroup']}" if entry.get("cgroup") else ""
-        print(f"{entry['service']} ({entry['tracking']}{where})")
-        for process in entry["processes"]:
-            mark = "*" if process.get("main") else " "
-            indent = "  " * process.get("depth", 0)
-            print(f"  {process['pid']:>7}{mark} {indent}{process['command']}")
-    orphans = result.get("orphans") or []
-    if orphans:
-        print("orphans")
-        for orphan in orphans:
-            print(f"  {orphan['pid']:>7}  {orphan.get('service') or 'unknown'}  "
-                  f"{orphan['command']}")

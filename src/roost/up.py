@@ -19,9 +19,10 @@ from roost.config.errors import ConfigInvalid
 from roost.config.reader import load as load_config
 from roost.config.reader import read as read_config
 from roost.control.commands import Dispatcher
-from roost.control.protocol import default_address
+from roost.control.protocol import default_address, describe_reload
 from roost.control.server import AddressInUse, ControlServer
 from roost.core import sigs
+from roost.core.machine import RUNNING
 from roost.kernel import accounts, console, prctl
 from roost.kernel.loop import Loop
 from roost.kernel.reaper import Reaper
@@ -70,6 +71,7 @@ class Manager:
         self.control: ControlServer | None = None
         self.control_gid = _group_id(settings.control_group)
         self.stopping = False
+        self.forced = False  # a signal while stopping sent SIGKILL to what remained
         self.exit_code = 0
         self.on_stopped: list[Callable[[], None]] = []
         # `roost init` hands over the dispatcher its sockets already serve.
@@ -108,19 +110,43 @@ class Manager:
         self.supervisor.tracker.close()
 
     def on_signal(self, signum: int) -> None:
-        """SIGCHLD reaps; TERM, INT and QUIT shut down; HUP reloads."""
+        """SIGCHLD reaps; TERM, INT and QUIT shut down (again: force, leave); HUP reloads."""
         if signum == _signal.SIGCHLD:
             self.reaper.drain()
         elif signum in SHUTDOWN_SIGNALS:
-            self.shutdown(f"{sigs.name(signum)} received")
+            self._shutdown_signal(signum)
         elif signum == _signal.SIGHUP:
             try:
                 summary = self.reload()
-                console.say(f"reloaded: {summary}")
+                console.say(f"reloaded on SIGHUP: {describe_reload(summary)}")
             except ConfigInvalid as exc:
                 console.say(f"reload refused, the running configuration stays:\n{exc}")
         else:
             console.debug(f"{sigs.name(signum)} ignored")
+
+    def _shutdown_signal(self, signum: int) -> None:
+        """The first shuts down in order; one while stopping forces it; one more leaves."""
+        name = sigs.name(signum)
+        if not self.stopping:
+            self.shutdown(f"{name} received")
+        elif not self.forced:
+            self.force_stop(f"{name} received while stopping")
+        else:
+            left = [n for n, rt in self.supervisor.services.items()
+                    if rt.machine.state in RUNNING]
+            console.say(f"{name} received again: leaving now, without waiting for "
+                        + (", ".join(left) or "anything"))
+            self.exit_code = 1
+            self.loop.stop()
+
+    def force_stop(self, reason: str) -> None:
+        """Kill (SIGKILL) every process of every service still running: no stop_timeout waited."""
+        self.forced = True
+        left = [n for n, rt in self.supervisor.services.items() if rt.machine.state in RUNNING]
+        console.say(f"{reason}: forcing the stop, SIGKILL to "
+                    + (", ".join(left) if left else "nothing (all are down)"))
+        for name in left:
+            self.supervisor.tracker.signal_all(name, _signal.SIGKILL)
 
     def shutdown(self, reason: str) -> None:
         """Stop every service in reverse dependency order, then leave the loop."""

@@ -113,7 +113,8 @@ def test_a_console_that_stops_reading_does_not_stop_roost(tmp_path: Path, mode: 
                  >= first + 3, timeout=15, what="blip reaped and restarted three times")
         status = subprocess.run([*ROOST, "status", "--control", control], capture_output=True,
                                 text=True, timeout=10, stdin=subprocess.DEVNULL)
-        assert status.returncode == 0 and "chatty" in status.stdout, status
+        # 3: blip, crash-looping, is not up (systemctl is-active's convention).
+        assert status.returncode in (0, 3) and "chatty" in status.stdout, status
         # Reading again: what was held goes out, then one line says how much was not.
         seen = drain(reader, b"lines dropped (console could not keep up)\n", timeout=20)
         assert b"chatty | chatty line" in seen

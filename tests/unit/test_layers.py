@@ -31,6 +31,7 @@ RANKS = {
     "roost.up": 5,         # composition root of `roost up`, reused by the other roles
     "roost.system": 6,     # `roost init`
     "roost.container": 6,  # `roost run`
+    "roost.cli_show": 6,   # what the client prints, beneath the command line that prints it
     "roost.cli": 7,
     "roost.__main__": 8,   # the entry point: picks the role
 }

@@ -35,14 +35,40 @@ class Client:
     """A connection to a running roost's control socket."""
 
     def __init__(self, address: str | None = None, timeout: float | None = 30.0):
-        self.address = address or protocol.default_address()
+        # Not told where: the user's own roost, then the system's (protocol.client_addresses).
+        self.candidates = [address] if address else protocol.client_addresses()
+        self.address = self.candidates[0]
+        self.fell_back = False  # True once connected to a later candidate than the first
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._lines = protocol.LineDecoder(protocol.MAX_REPLY)
         self._next_id = 0
 
     def connect(self) -> None:
-        """Connect; raise NotRunning with a one-line reason when nothing listens."""
+        """Connect to the first candidate that answers; raise NotRunning when none does.
+
+        A candidate that answers but is refused (Untrusted) ends the search: a
+        socket planted where the user's own roost belongs must not be skipped quietly.
+        """
+        missed: list[NotRunning] = []
+        for address in self.candidates:
+            self.address = address
+            try:
+                self._connect()
+            except Untrusted:
+                raise
+            except NotRunning as exc:
+                missed.append(exc)
+                continue
+            self.fell_back = address != self.candidates[0]
+            return
+        if len(missed) == 1:
+            raise missed[0]
+        raise NotRunning("roost is not running: nothing listens on "
+                         + " nor on ".join(self.candidates)
+                         + "; pass --control ADDR (or set ROOST_CONTROL) to reach another roost")
+
+    def _connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(self.timeout)
         try:

@@ -14,8 +14,8 @@ from roost import __version__
 from roost.config.errors import ConfigInvalid
 from roost.control import protocol
 from roost.control.protocol import ProtocolError
-from roost.core import sigs
-from roost.kernel import proc
+from roost.core import graph, sigs
+from roost.kernel import console, proc
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -214,18 +214,40 @@ def _change(verb: str, act: Callable[[Supervisor, list[str]], None], down: bool)
         names = req.names(host)
         if host.stopping:
             raise ProtocolError(protocol.FAILED, "roost is shutting down")
+        _audit(req, f"{verb} {' '.join(names)}")
         supervisor = host.supervisor
+        # Judged before the request changes what is wanted: a restart takes along only
+        # what is wanted now.
+        involved = touched(supervisor, verb, names)
         act(supervisor, names)
         if req.args.get("wait", True) is False:
-            return supervisor.status(names)
+            return supervisor.status(involved)
         order = supervisor.order
         settled = order.settled_down if down else order.settled_up
-        _reply_when(host, req, lambda: settled(names), names, req.number("timeout",
-                                                                            DEFAULT_WAIT))
+        _reply_when(host, req, lambda: settled(involved), involved,
+                    req.number("timeout", DEFAULT_WAIT))
         return LATER
 
-    handle.__doc__ = f"{verb.capitalize()} the named services (and reply once settled)."
+    handle.__doc__ = f"{verb.capitalize()} the named services; reply once all it touched settled."
     return handle
+
+
+def touched(supervisor: Supervisor, verb: str, names: list[str]) -> list[str]:
+    """Every service a start, stop or restart of `names` moves: the named first, then the rest.
+
+    The rules are core/order.py's: a start pulls in what the names require; a stop
+    takes along what requires them; a restart, what requires them and is wanted.
+    """
+    order = supervisor.order
+    if verb == "start":
+        requires = {n: m.config.requires for n, m in order.machines.items()}
+        found = graph.closure(names, requires)
+    else:
+        found = set(names)
+        for name in names:
+            found |= {n for n in order.requirers(name)
+                      if verb == "stop" or order.machines[n].want}
+    return names + [n for n in supervisor.services if n in found and n not in names]
 
 
 def _reply_when(host: Host, req: Request, settled: Callable[[], bool], names: list[str],
@@ -233,19 +255,31 @@ def _reply_when(host: Host, req: Request, settled: Callable[[], bool], names: li
     """Reply with the services' status once `settled()` holds, or fail at the timeout."""
     done = [False]
 
+    def records() -> list[dict[str, object]]:
+        # A reload meanwhile may have removed one.
+        present = [n for n in names if n in host.supervisor.services]
+        return host.supervisor.status(present) if present else []
+
     def reply() -> None:
         if not done[0]:
             done[0] = True
             timer.cancel()
-            req.reply(host.supervisor.status(names))
+            req.reply(records())
 
     def expire() -> None:
         if not done[0]:
             done[0] = True
-            req.fail(protocol.TIMEOUT, f"not settled within {timeout:g}s (still in progress)")
+            states = ", ".join(f"{r['name']} {r['state']}" for r in records())
+            req.fail(protocol.TIMEOUT, f"not settled within {timeout:g}s (still in progress; "
+                     f"now: {states})")
 
     timer = host.loop.call_later(timeout, expire)
     host.supervisor.when(lambda: done[0] or settled(), reply)
+
+
+def _audit(req: Request, what: str) -> None:
+    """Log a state-changing request with who made it, on roost's console."""
+    console.say(f"{what} by {req.conn.peer.describe()}")
 
 
 def signal(d: Dispatcher, req: Request) -> object:
@@ -261,6 +295,7 @@ def signal(d: Dispatcher, req: Request) -> object:
         raise ProtocolError(protocol.BAD_REQUEST, str(exc)) from None
     if signum == 0:
         raise ProtocolError(protocol.BAD_REQUEST, "signal 0 sends nothing: name a signal")
+    _audit(req, f"signal {sigs.name(signum)} to {' '.join(names)}")
     missing = [n for n in names if not host.supervisor.send_signal(n, signum)]
     if missing:
         raise ProtocolError(protocol.FAILED, "not running: " + ", ".join(missing))
@@ -321,7 +356,8 @@ def tree(d: Dispatcher, req: Request) -> object:
             processes.append({"pid": pid, "ppid": st.ppid, "depth": depth, "main": pid == main,
                               "command": proc.cmdline(pid) or f"[{st.comm}]"})
             stack.extend((c, depth + 1) for c in sorted(children.get(pid, []), reverse=True))
-        result.append({"service": name, "tracking": tracker.means_for(name),
+        result.append({"service": name, "argv": supervisor.services[name].config.argv,
+                       "tracking": tracker.means_for(name),
                        "cgroup": tracker.cgroup_of(name), "main": main,
                        "processes": processes})
     orphans = [o for o in tracker.orphans(table) if not explicit or o["service"] in explicit]
@@ -333,19 +369,23 @@ def reload(d: Dispatcher, req: Request) -> object:
     host = d.serving(req)
     if host.stopping:
         raise ProtocolError(protocol.FAILED, "roost is shutting down")
+    who = req.conn.peer.describe()
     try:
-        return host.reload()
+        summary = host.reload()
     except ConfigInvalid as exc:
+        console.say(f"reload by {who} refused: the configuration is invalid")
         raise ProtocolError(protocol.INVALID_CONFIG,
                             "the new configuration is invalid; nothing changed:\n"
                             + "\n".join(str(e) for e in exc.errors)) from None
+    console.say(f"reloaded by {who}: {protocol.describe_reload(summary)}")
+    return summary
 
 
 def shutdown(d: Dispatcher, req: Request) -> object:
     """Stop every service in order, then exit."""
     host = d.serving(req)
     req.reply({"shutting_down": True})
-    host.shutdown("shutdown requested")
+    host.shutdown(f"shutdown requested by {req.conn.peer.describe()}")
     return LATER
 
 

@@ -190,14 +190,34 @@ def socket_address(address: str) -> str:
     return "\0" + address[1:] if address.startswith("@") else address
 
 
+SYSTEM_ADDRESS = "/run/roost/control"  # the system roost's, and root's default
+
+
 def default_address() -> str:
     """$ROOST_CONTROL, else /run/roost/control for root, else a per-user path."""
     env = os.environ.get("ROOST_CONTROL")
     if env:
         return env
     if os.geteuid() == 0:
-        return "/run/roost/control"
+        return SYSTEM_ADDRESS
     return os.path.join(user_directory(), "control")
+
+
+def client_addresses() -> list[str]:
+    """Where a client looks, in order, when not told: its default, then the system roost's.
+
+    A non-root user's own roost comes first; without one, the user most likely
+    means the system's (read-only for most: see docs/control.md, Authorization).
+    """
+    first = default_address()
+    return [first] if first == SYSTEM_ADDRESS or os.environ.get("ROOST_CONTROL") else [
+        first, SYSTEM_ADDRESS]
+
+
+def describe_reload(summary: dict[str, list[str]]) -> str:
+    """A reload's result in words: `added: api; changed: web`, or `nothing changed`."""
+    parts = [f"{key}: {', '.join(names)}" for key, names in summary.items() if names]
+    return "; ".join(parts) or "nothing changed"
 
 
 def user_directory() -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pwd
 import select
 import socket
 import stat
@@ -53,15 +54,14 @@ class Peer:
         self.groups = groups
 
     def describe(self) -> str:
-        """Who it is, for the log: pid, command name and uid."""
-        if self.pid == 0:
-            return f"a process outside this PID namespace (uid {self.uid})"
+        """Who it is, for the log: `uid 1000 (alice, pid 4242)`."""
         try:
-            with open(f"/proc/{self.pid}/comm") as f:
-                comm = f.read().strip()
-        except OSError:
-            comm = "?"
-        return f"pid {self.pid} ({comm}, uid {self.uid})"
+            user = pwd.getpwuid(self.uid).pw_name + ", "
+        except (KeyError, OverflowError):
+            user = ""
+        if self.pid == 0:
+            return f"uid {self.uid} ({user}a process outside this PID namespace)"
+        return f"uid {self.uid} ({user}pid {self.pid})"
 
 
 class Connection:

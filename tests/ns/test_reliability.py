@@ -85,34 +85,36 @@ def test_a_service_that_closes_its_output_costs_nothing(tmp_path: Path, mode: st
                          what="the second start's line")
 
 
+BOMBER = 64999
 # Every process forks without end; forks fail at the limit and the processes go on trying.
 BOMB = "b() { while :; do b & sleep 0.5; done; }; b"
 
 
 @pytest.mark.timeout(180)
 def test_a_fork_bomb_held_by_rlimit_nproc_is_cleared_by_a_stop(tmp_path: Path) -> None:
-    # RLIMIT_NPROC counts the processes of the real uid: the bomb runs as uid 65534 and
-    # hits its limit, roost (root) does not.
+    # RLIMIT_NPROC counts the processes of the real uid: the bomb runs as a uid of its own
+    # (no other test, and nothing on the host, runs as 64999) and hits its limit; roost
+    # (root) does not.
     support.require_unshare()
     prlimit = shutil.which("prlimit")
     if prlimit is None:
         pytest.skip("SKIPPED: prlimit (util-linux) is missing; the fork bomb is untested")
     with shared_directory() as shared:
         config = ConfigDir(shared / "conf")
-        config.service("bomb", shell=True, user="65534", group="65534", restart="never",
+        config.service("bomb", shell=True, user=str(BOMBER), group=str(BOMBER), restart="never",
                        stop_timeout=5,
                        command=f"exec {prlimit} --nproc=64 -- /bin/sh -c '{BOMB}'")
         with running(config, "pid1", tmp_path) as roost:
             roost.wait_state("bomb", "up")
             time.sleep(2)  # let it reach the limit
-            bombs = [p for p in support.descendants(roost.pid) if _uid(p) == 65534]
+            bombs = [p for p in support.descendants(roost.pid) if _uid(p) == BOMBER]
             print(f"fork bomb: {len(bombs)} processes under RLIMIT_NPROC = 64")
             assert bombs, "the bomb never ran"
             for _ in range(20):
                 assert roost.call("ping") is not None
             result = roost.cli("stop", "bomb", "--timeout", "60")
             assert result.returncode == 0, result.stderr
-            left = [p for p in support.descendants(roost.pid) if _uid(p) == 65534]
+            left = [p for p in support.descendants(roost.pid) if _uid(p) == BOMBER]
             assert left == [], f"{len(left)} processes of the bomb left after stop"
 
 

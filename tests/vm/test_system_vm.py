@@ -60,7 +60,7 @@ def test_boot_services_then_poweroff_from_a_service(vm: harness.VM) -> None:
     console = result.console
     for i in range(3):
         assert f"svc{i}: up" in console, why
-    assert "poweroff requested by pid" in console, why
+    assert "poweroff requested by uid 0 (" in console, why
     assert "mounted /proc /sys /dev/pts /dev/shm /run /sys/fs/cgroup" in console, why
     assert "powering off" in console, why
     report = vm.check_clean(image)
@@ -110,7 +110,7 @@ def test_poweroff_started_with_init_is_never_lost(vm: harness.VM, via: str) -> N
     why = result.describe()
     console = result.console
     if via == "socket":
-        assert "poweroff requested by pid" in console, why
+        assert "poweroff requested by uid 0 (" in console, why
         assert "poweroff: acknowledged by init" in console, why
     else:
         assert "poweroff requested by SIGUSR2" in console, why
@@ -146,7 +146,7 @@ def test_reboot_boots_again_then_powers_off(vm: harness.VM) -> None:
     assert result.shutdowns == ["reboot", "poweroff"], why
     assert result.values("boot-count") == ["1", "2"], why
     assert result.returncode == 0, why
-    assert "reboot requested by pid" in result.console, why
+    assert "reboot requested by uid 0 (" in result.console, why
     report = vm.check_clean(image)
     assert report.clean, report.describe()
     assert vm.read_file(image, "/var/lib/boot-count") == b"2\n"

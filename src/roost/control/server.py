@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import pwd
 import select
 import socket
 import stat
@@ -55,13 +54,28 @@ class Peer:
 
     def describe(self) -> str:
         """Who it is, for the log: `uid 1000 (alice, pid 4242)`."""
-        try:
-            user = pwd.getpwuid(self.uid).pw_name + ", "
-        except (KeyError, OverflowError):
-            user = ""
+        name = _local_user(self.uid)
+        user = f"{name}, " if name else ""
         if self.pid == 0:
             return f"uid {self.uid} ({user}a process outside this PID namespace)"
         return f"uid {self.uid} ({user}pid {self.pid})"
+
+
+def _local_user(uid: int) -> str | None:
+    """The name /etc/passwd gives `uid`, read from the file itself.
+
+    Not through NSS (pwd): a network user database (LDAP, sssd) could stall PID 1 in
+    the middle of a request, and a name is only for the log.
+    """
+    try:
+        with open("/etc/passwd", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split(":", 3)
+                if len(fields) > 2 and fields[2] == str(uid):
+                    return fields[0]
+    except OSError:
+        pass
+    return None
 
 
 class Connection:

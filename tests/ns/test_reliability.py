@@ -106,6 +106,9 @@ def test_a_fork_bomb_held_by_rlimit_nproc_is_cleared_by_a_stop(tmp_path: Path) -
                        command=f"exec {prlimit} --nproc=64 -- /bin/sh -c '{BOMB}'")
         with running(config, "pid1", tmp_path) as roost:
             roost.wait_state("bomb", "up")
+            bombs = support.wait_for(
+                lambda: [p for p in support.descendants(roost.pid) if _uid(p) == BOMBER],
+                timeout=20, what="the bomb's processes")
             time.sleep(2)  # let it reach the limit
             bombs = [p for p in support.descendants(roost.pid) if _uid(p) == BOMBER]
             print(f"fork bomb: {len(bombs)} processes under RLIMIT_NPROC = 64")

@@ -333,13 +333,14 @@ def test_stage3_stops_in_order_then_terms_and_kills_leftovers(tmp_path: Path, sy
     leftovers = subprocess.Popen(
         ["nsenter", f"--target={init.pid}", "--pid", "--mount", "sh", "-c",
          f"sh -c 'trap \"echo term > {got_term}; exit 0\" TERM; touch {ready}; "
-         "while :; do sleep 0.05; done' & sh -c 'trap \"\" TERM; exec sleep 1000' & wait"],
+         f"while :; do sleep 0.05; done' & sh -c 'trap \"\" TERM; touch {ready}.ignoring; "
+         "exec sleep 1000' & wait"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # Both in their final state: the trap installed, and `sleep` exec'd (TERM ignored).
-        wait_for(lambda: ready.exists() and "\nsleep 1000\n" in subprocess.run(
-            ["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout,
-            timeout=10, what="the leftover processes")
+        # TERM is ignored before the second one touches its file, and SIG_IGN survives exec.
+        wait_for(lambda: ready.exists() and Path(f"{ready}.ignoring").exists(),
+                 timeout=10, what="the leftover processes")
         out = init.client("poweroff")
         assert out.returncode == 0, out
         assert init.wait() == POWEROFF_DEATH, init.log()

@@ -106,13 +106,15 @@ def test_a_fork_bomb_held_by_rlimit_nproc_is_cleared_by_a_stop(tmp_path: Path) -
                        command=f"exec {prlimit} --nproc=64 -- /bin/sh -c '{BOMB}'")
         with running(config, "pid1", tmp_path) as roost:
             roost.wait_state("bomb", "up")
-            bombs = support.wait_for(
-                lambda: [p for p in support.descendants(roost.pid) if _uid(p) == BOMBER],
-                timeout=20, what="the bomb's processes")
-            time.sleep(2)  # let it reach the limit
-            bombs = [p for p in support.descendants(roost.pid) if _uid(p) == BOMBER]
-            print(f"fork bomb: {len(bombs)} processes under RLIMIT_NPROC = 64")
-            assert bombs, "the bomb never ran"
+            # Its processes come and go (a shell that cannot fork may give up): count the
+            # most seen at once over two seconds.
+            most, end = 0, time.monotonic() + 2
+            while time.monotonic() < end:
+                most = max(most, sum(1 for p in support.descendants(roost.pid)
+                                     if _uid(p) == BOMBER))
+                time.sleep(0.05)
+            print(f"fork bomb: at most {most} processes at once under RLIMIT_NPROC = 64")
+            assert 0 < most <= 64, most
             for _ in range(20):
                 assert roost.call("ping") is not None
             result = roost.cli("stop", "bomb", "--timeout", "60")

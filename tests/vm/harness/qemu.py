@@ -138,6 +138,9 @@ def boot(assets: Assets, image: RootImage, *, init: str = ROOST_INIT,
         if pending:
             lines.append(ConsoleLine(exited_at, pending.decode(errors="replace").rstrip("\r")))
             log_file.write(f"[{exited_at:8.3f}] {lines[-1].text}\n")
+            # The last line may come without its newline (qemu exits at once after
+            # "reboot: Power down"): it still says how the machine ended.
+            shutdowns += [kind for text, kind in _SHUTDOWN_LINES if text in lines[-1].text]
         err_file.seek(0)
         stderr = err_file.read()
     result = BootResult(

@@ -7,6 +7,8 @@ printable first: a service must not be able to drive the operator's terminal.
 
 from __future__ import annotations
 
+from roost.config.errors import one_line
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -34,10 +36,7 @@ def wants_colour(isatty: bool, environ: dict[str, str]) -> bool:
 
 def printable(text: object) -> str:
     """`text` with every control character escaped, as Python writes it: safe for a terminal."""
-    value = "" if text is None else str(text)
-    if value.isprintable():
-        return value
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+    return one_line("" if text is None else str(text))
 
 
 def duration(seconds: float | None) -> str:

@@ -23,14 +23,14 @@ from roost.config.check import (
 )
 from roost.config.errors import SETTINGS_FILE, ConfigError, ConfigInvalid
 from roost.core.graph import find_cycle
-from roost.core.model import Config, ServiceConfig, Settings
+from roost.core.model import SERVICE_NAME, Config, ServiceConfig, Settings
 from roost.kernel.spawn import find_executable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*\Z")
+NAME_RE = re.compile(SERVICE_NAME + r"\Z")
 
 
 # -- locating keys in the text ------------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 SERVICE_TYPES = ("simple", "oneshot", "forking", "notify")
 RESTART_POLICIES = ("always", "on-failure", "on-watchdog", "never")
+# What a service may be called (its file is NAME.toml): a regular expression.
+SERVICE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.@-]*"
 NOTIFY_ACCESS = ("main", "exec", "all", "none")
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+
+from roost.core.model import SERVICE_NAME
 
 
 class Service:
-    """One roost service file made from one supervisord process."""
+    """One roost service file, made from one supervisord process or one systemd unit."""
 
     def __init__(self, name: str, source: str, tool: str):
         self.name = name
@@ -15,6 +18,9 @@ class Service:
         self.tool = tool
         self.lines: list[str] = []
         self.warnings: list[str] = []
+        if not re.fullmatch(SERVICE_NAME, name):
+            self.name = re.sub(r"[^A-Za-z0-9_.@-]", "-", name).lstrip("_.@-") or "service"
+            self.warnings.append(f"name {name!r} is not a roost service name: {self.name!r}")
 
     def set(self, key: str, value: object, note: str = "") -> None:
         """Add `key = value`, with a comment when the mapping is approximate."""

@@ -19,7 +19,6 @@ import configparser
 import glob
 import os
 import platform
-import re
 import shlex
 
 from roost.core import sigs
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 
     Getter = Callable[[str, str], str]
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*\Z")  # roost's service names
 TRUE = ("true", "yes", "on", "1")
 FALSE = ("false", "no", "off", "0")
 REFUSED = {
@@ -162,10 +160,7 @@ def _program(path: str, section: str, program: str, options: dict[str, str],
         environment = _environment(_expand(options.get("environment", ""), names, path, section))
         local = {**names, **{f"ENV_{k}": v for k, v in environment.items()}}
         name = _expand(process_name, names, path, section)
-        service = Service(name if NAME_RE.match(name) else re.sub(r"[^A-Za-z0-9_.@-]", "-", name),
-                          f"{path} [{section}]", "supervisord")
-        if service.name != name:
-            service.warnings.append(f"name {name!r} is not a roost service name: {service.name!r}")
+        service = Service(name, f"{path} [{section}]", "supervisord")
         command = _expand(options["command"], local, path, section)
         try:
             service.set("command", shlex.split(command))

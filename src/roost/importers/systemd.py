@@ -173,14 +173,11 @@ def seconds(value: str, where: str) -> float:
         return 0.0
     units = {"us": 1e-6, "ms": 1e-3, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600,
              "hr": 3600, "d": 86400}
-    total = 0.0
-    for number, unit in re.findall(r"([0-9.]+)\s*([a-z]*)", value):
-        if unit not in units and unit != "":
-            raise Refused(f"{where}: not a time span: {value!r}")
-        total += float(number) * units.get(unit or "s", 1)
-    if not re.fullmatch(r"(\s*[0-9.]+\s*[a-z]*)+\s*", value):
+    parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)", value)
+    if (not re.fullmatch(r"(\s*[0-9]+(\.[0-9]+)?\s*[a-z]*)+\s*", value)
+            or any(unit and unit not in units for _, unit in parts)):
         raise Refused(f"{where}: not a time span: {value!r}")
-    return total
+    return sum(float(number) * units.get(unit or "s", 1) for number, unit in parts)
 
 
 def convert(path: str, batch: set[str] | None = None) -> Service:

@@ -31,6 +31,7 @@ PROGRAMS = {
     "dnsmasq": "dnsmasq-base",           # a double fork, then a pid file
     "systemd-notify": "systemd",         # the real sd_notify sender
     "podman": "podman",                  # a real container runtime; enables 4 units if installed
+    "rsvg-convert": "librsvg2-bin",      # renders `roost analyze`'s SVG, as a viewer would
 }
 # The shared libraries tests preload, and their packages.
 LIBRARIES = {

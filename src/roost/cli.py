@@ -74,6 +74,12 @@ HELP = {
              "Show every process of each service (* marks the main one), how roost tracks\n"
              "them, and the orphans it adopted. Root and the control group only.",
              "roost tree web"),
+    "analyze": ("picture the last start of every service, or its critical chain",
+                "`plot` (the default) writes an SVG with a bar per service from its last start\n"
+                "until it was up, done or failed, and a line from each requirement to what waited\n"
+                "for it. `critical-chain [SERVICE]` prints what SERVICE (default: the last to\n"
+                "settle, of those never restarted) waited for, link by link. Any user may ask.",
+                "roost analyze -o boot.svg\n  roost analyze critical-chain web"),
     "reload": ("apply a changed configuration directory",
                "Read the configuration directory again; if all of it is valid, add, remove and\n"
                "restart only the services that changed. If not, nothing changes.",
@@ -159,6 +165,14 @@ def _parser() -> argparse.ArgumentParser:
     p = command("tree")
     p.add_argument("services", nargs="*", metavar="SERVICE", help="(default: every service)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    control(p)
+
+    p = command("analyze")
+    p.add_argument("what", nargs="?", choices=("plot", "critical-chain"), default="plot")
+    p.add_argument("service", nargs="?", metavar="SERVICE",
+                   help="for critical-chain (default: the last service to settle)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the SVG to FILE "
+                   "(default: standard output)")
     control(p)
 
     control(command("reload"))
@@ -326,6 +340,8 @@ def _client_command(ns: argparse.Namespace, client: Any) -> int:
         else:
             _print(cli_show.tree_lines(result))
         return CHECK_OK
+    if command == "analyze":
+        return _analyze(ns, client.call("status"))
     if command == "reload":
         from roost.control.protocol import describe_reload  # noqa: PLC0415 - lazy (start-up): `reload` only
 
@@ -335,6 +351,28 @@ def _client_command(ns: argparse.Namespace, client: Any) -> int:
         return CHECK_OK
     client.call("shutdown")  # the last command the parser knows
     print("roost is shutting down")
+    return CHECK_OK
+
+
+def _analyze(ns: argparse.Namespace, records: list[dict[str, Any]]) -> int:
+    from roost import cli_analyze  # noqa: PLC0415 - lazy (start-up): `analyze` only
+
+    if ns.what == "critical-chain":
+        try:
+            _print(cli_analyze.critical_chain(records, ns.service))
+        except KeyError:
+            print(f"roost: {ns.service} has not started", file=sys.stderr)
+            return FAILURE
+        return CHECK_OK
+    if ns.service is not None:
+        print("roost: a SERVICE goes with critical-chain only", file=sys.stderr)
+        return USAGE_ERROR
+    svg = cli_analyze.plot(records)
+    if ns.output is None:
+        sys.stdout.write(svg)
+    else:
+        with open(ns.output, "w", encoding="utf-8") as f:
+            f.write(svg)
     return CHECK_OK
 
 

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from roost.supervise.readiness import NotificationFd, NotifySocket
 
 
+# A start that never came up settled when it entered one of these.
+_ENDED = frozenset({machine.DONE, machine.FAILED, machine.BACKOFF})
+
+
 class Runtime:
     """One configured service: its machine, its current process, and its pipes."""
 
@@ -48,6 +52,10 @@ class Runtime:
         said = self.notes.last if running else self.notes.of_exit()
         last_exit = f"{m.last_exit} ({said})" if said and m.last_exit else m.last_exit
         phase = self.notes.phase if running else ""
+        # up_since outlives the run it was set in, until the next spawn: a service that came
+        # up and crashed settled when it came up.
+        settled = m.up_since if m.up_since is not None else (
+            m.since if m.state in _ENDED and m.starts else None)
         return {
             "name": self.name,
             "state": m.state,
@@ -67,6 +75,11 @@ class Runtime:
             "notify_refused": self.notify_refused,
             "notify_malformed": self.notify_malformed,
             "log_dropped": self.log.lost,
+            # For `roost analyze`: when the last start began and when it settled (up, done
+            # or failed), in seconds ago, and what it was ordered after.
+            "start_age": round(now - m.starts[-1], 3) if m.starts else None,
+            "settle_age": round(now - settled, 3) if settled is not None else None,
+            "after": self.config.after,
         }
 
     @property
@@ -81,4 +94,4 @@ def broken_record(name: str, reason: str) -> dict[str, object]:
             "uptime": None, "restarts": 0, "last_exit": None, "reason": reason, "status": "",
             "phase": None, "phase_since": None,
             "want": None, "tracking": None, "notify_refused": 0, "notify_malformed": 0,
-            "log_dropped": 0}
+            "log_dropped": 0, "start_age": None, "settle_age": None, "after": []}

@@ -214,6 +214,10 @@ def main(args: list[str]) -> int:
         return _up(ns)
     if command == "check":
         return _check(ns)
+    hint = _signal_hint(ns.signal, ns.services) if command == "signal" else None
+    if hint:
+        print(f"roost signal: {hint} (see `roost signal --help`)", file=sys.stderr)
+        return USAGE_ERROR
     from roost.control.client import Client, NotRunning, RemoteError  # noqa: PLC0415 - lazy (start-up): clients only
 
     try:
@@ -374,6 +378,24 @@ def _analyze(ns: argparse.Namespace, records: list[dict[str, Any]]) -> int:
         with open(ns.output, "w", encoding="utf-8") as f:
             f.write(svg)
     return CHECK_OK
+
+
+def _signal_hint(signal: str, services: list[str]) -> str | None:
+    """Why `roost signal SIG SERVICE...` cannot be meant as typed, or None."""
+    from roost.core import sigs  # noqa: PLC0415 - lazy (start-up): `signal` only
+
+    try:
+        sigs.number(signal)
+    except ValueError as exc:
+        for index, word in enumerate(services):
+            try:
+                sigs.number(word)
+            except ValueError:
+                continue
+            order = [word, signal, *services[:index], *services[index + 1:]]
+            return f"the signal comes first: roost signal {' '.join(order)}"
+        return str(exc)
+    return None
 
 
 def _print(lines: list[str]) -> None:

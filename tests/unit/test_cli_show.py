@@ -161,6 +161,19 @@ def test_bad_usage_is_one_line_and_a_hint(args: list[str],
     assert "--help`" in captured.err
 
 
+@pytest.mark.parametrize(("args", "hint"), [
+    (["web", "HUP"], "the signal comes first: roost signal HUP web"),
+    (["web", "db", "SIGUSR1"], "the signal comes first: roost signal SIGUSR1 web db"),
+    (["web", "db"], "no such signal: web"),
+])
+def test_a_signal_in_the_wrong_place_is_named_before_roost_is_asked(
+        args: list[str], hint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Nothing listens on this address: the answer must come before any connection.
+    assert cli.main(["signal", *args, "--control", "@roost-test-nobody-listens"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"roost signal: {hint} (see `roost signal --help`)\n"
+
+
 def test_client_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ROOST_CONTROL", raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")

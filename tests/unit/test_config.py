@@ -246,6 +246,7 @@ def test_unknown_table_with_its_line(tmp_path: Path) -> None:
     assert errs == [f"{path}:3: enviroment: unknown key (did you mean 'environment'?)"]
 
 
+READY_FORMS = '"exec", "fd:N", "pipevar:VAR", "file:PATH" or "tcp:HOST:PORT"'
 BAD_VALUES = [
     ("shell", '"yes"', "expected true or false, got a string"),
     ("type", '"daemon"', "expected one of simple, oneshot, forking, notify; got 'daemon'"),
@@ -275,9 +276,9 @@ BAD_VALUES = [
     ("stop_signal", "0", "cannot stop a service with 0"),
     ("stop_signal", "1.5", "expected a signal name like TERM, got a number"),
     ("ready", '"fd:2"', "the notification fd must be 3 or more (0-2 are stdio)"),
-    ("ready", '"fd:x"', "expected \"exec\" or \"fd:N\", got 'fd:x'"),
-    ("ready", '"notify"', "expected \"exec\" or \"fd:N\", got 'notify'"),
-    ("ready", "3", "expected \"exec\" or \"fd:N\", got 3"),
+    ("ready", '"fd:x"', f"expected {READY_FORMS}, got 'fd:x'"),
+    ("ready", '"notify"', f"expected {READY_FORMS}, got 'notify'"),
+    ("ready", "3", f"expected {READY_FORMS}, got 3"),
     ("notify_access", '"any"', "expected one of main, exec, all, none; got 'any'"),
     ("watchdog_sec", "-1", "must be 0 or more, got -1"),
     ("watchdog_sec", "2000000", "must be at most 1000000 seconds, got 2000000"),
@@ -306,6 +307,8 @@ BAD_VALUES = [
     ("cpu_weight", "0", "expected an integer from 1 to 10000, got 0"),
     ("cpu_weight", "10001", "expected an integer from 1 to 10000, got 10001"),
     ("cpu_weight", '"high"', "expected an integer from 1 to 10000, got 'high'"),
+    ("health", '"tcp:127.0.0.1:80"',
+     "expected a table like { tcp = \"127.0.0.1:80\" }, got 'tcp:127.0.0.1:80'"),
     # NUL can reach no syscall: refused wherever it hides, before any lookup trips on it.
     ("user", '"\\u0000"', "contains a NUL character"),
     ("group", '"a\\u0000b"', "contains a NUL character"),

@@ -50,7 +50,7 @@ EXIT3 = ExitStatus(code=3)
 TERMED = ExitStatus(signal=15)
 KILLED = ExitStatus(signal=9)
 
-TIMERS = ("timer:start", "timer:stop", "timer:backoff", "timer:watchdog")
+TIMERS = ("timer:start", "timer:stop", "timer:backoff", "timer:watchdog", "timer:unhealthy")
 # Every event a machine takes: its public methods, a timer by the timer's name.
 METHODS = ("want_up", "want_down", "start", "stop", "restart", "hold", "wait_for",
            "reconfigure", "spawned", "spawn_failed", "exec_done", "ready", "main_found",
@@ -137,7 +137,7 @@ def test_events_are_every_public_method() -> None:
               if not name.startswith("_") and callable(getattr(Machine, name))}
     assert public == {*METHODS, "timer"}
     assert {f"timer:{name}" for name in (machine.T_START, machine.T_STOP, machine.T_BACKOFF,
-                                         machine.T_WATCHDOG)} == set(TIMERS)
+                                         machine.T_WATCHDOG, machine.T_UNHEALTHY)} == set(TIMERS)
 
 
 def test_rows_name_events_and_states() -> None:
@@ -217,6 +217,11 @@ WITNESSES = [
     W("extend", STOPPING, STOPPING, {}, TO_STOPPING, ("extend", 20.0)),
     W("keepalive", UP, UP, DOG, TO_UP_FD),
     W("timer:watchdog", UP, STOPPING, DOG, TO_UP_FD),
+    W("timer:unhealthy", UP, STOPPING, {}, TO_UP),
+    # Unhealthy is a failure: `on-failure` restarts it once it stopped, `on-watchdog` does not.
+    W("exited", STOPPING, BACKOFF, {}, (*TO_UP, ("timer:unhealthy",)), ("exited", TERMED)),
+    W("exited", STOPPING, FAILED, {"restart": "on-watchdog"}, (*TO_UP, ("timer:unhealthy",)),
+      ("exited", TERMED)),
     W("stop", STARTING, STOPPING, FD, TO_STARTING),
     W("stop", UP, STOPPING, {}, TO_UP),
     W("restart", STARTING, STOPPING, FD, TO_STARTING),

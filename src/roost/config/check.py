@@ -135,19 +135,6 @@ def _umask(value: Any) -> int:
     return number
 
 
-def _ready(value: Any) -> str:
-    if value == "exec":
-        return "exec"
-    if isinstance(value, str) and value.startswith("fd:") and value[3:].isdigit():
-        if int(value[3:]) < 3:
-            raise ValueError("the notification fd must be 3 or more (0-2 are stdio)")
-        if int(value[3:]) > MAX_READY_FD:
-            raise ValueError(f"the notification fd must be at most {MAX_READY_FD} "
-                             "(a service's descriptors end below 1024)")
-        return f"fd:{int(value[3:])}"
-    raise ValueError(f"expected \"exec\" or \"fd:N\", got {shown(value)}")
-
-
 def _account(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID:
         return str(value)
@@ -268,7 +255,7 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "stop_signal": _signal,
     "stop_timeout": _seconds,
     "start_timeout": _seconds,
-    "ready": _ready,
+    "ready": lambda v: v,  # checked by load with config/probes.py, which builds on this module
     "notify_access": _choice(NOTIFY_ACCESS),
     "watchdog_sec": _seconds,
     "user": _account,
@@ -280,6 +267,7 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "memory_max": _bytes,
     "pids_max": _count(1, MAX_PIDS),
     "cpu_weight": _weight,
+    "health": lambda v: v,  # checked by load with config/probes.py
 }
 
 SETTINGS_KEYS: dict[str, Callable[[Any], Any]] = {

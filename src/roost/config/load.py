@@ -12,6 +12,7 @@ import os
 import re
 import sys
 
+from roost.config import probes
 from roost.config.check import (
     SERVICE_KEYS,
     SETTINGS_KEYS,
@@ -28,9 +29,12 @@ from roost.kernel.spawn import find_executable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 NAME_RE = re.compile(SERVICE_NAME + r"\Z")
+# SERVICE_KEYS, with the checkers of the modules built on check.py's.
+CHECKERS = {**SERVICE_KEYS, "ready": probes.ready, "health": probes.health}
 
 
 # -- locating keys in the text ------------------------------------------------
@@ -123,7 +127,7 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
 
     values: dict[str, Any] = {}
     for key, value in data.items():
-        checker = SERVICE_KEYS.get(key)
+        checker = CHECKERS.get(key)
         if checker is None:
             errors.append(_unknown(path, text, key, SERVICE_KEYS))
             continue
@@ -203,16 +207,28 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
                 error(key, str(exc))
 
     if argv:
-        path_var = service.environment.get("PATH", os.environ.get("PATH", os.defpath))
-        program = argv[0]
-        if "/" in program and not os.path.isabs(program):
-            program = os.path.join(service.working_directory, program)
-        found = find_executable(program, path_var)
-        if found is None or not os.path.exists(found):
-            error("command", f"command not found: {argv[0]}")
-        elif not os.access(found, os.X_OK) or os.path.isdir(found):
-            error("command", f"not executable: {found}")
+        _runnable(service, argv[0], "command", error)
+    if service.health is not None:
+        if service.type == "oneshot":
+            error("health", "a oneshot is never up to be probed")
+        elif service.health.kind == "command":
+            _runnable(service, service.health.argv[0], "health", error)
     return service
+
+
+def _runnable(service: ServiceConfig, name: str, key: str,
+              error: Callable[[str | None, str], None]) -> None:
+    """Report `name` under `key` unless the service's PATH and directory find it executable."""
+    path_var = service.environment.get("PATH", os.environ.get("PATH", os.defpath))
+    program = name
+    if "/" in program and not os.path.isabs(program):
+        program = os.path.join(service.working_directory or "", program)
+    found = find_executable(program, path_var)
+    what = "command" if key == "command" else f"{key} command"
+    if found is None or not os.path.exists(found):
+        error(key, f"{what} not found: {name}")
+    elif not os.access(found, os.X_OK) or os.path.isdir(found):
+        error(key, f"not executable: {found}")
 
 
 def _settings(path: str, errors: list[ConfigError]) -> Settings:

@@ -17,7 +17,7 @@ import select
 import time
 
 from roost.config.errors import ConfigError, ConfigInvalid
-from roost.core.model import Config, ServiceConfig, Settings
+from roost.core.model import Config, HealthCheck, ServiceConfig, Settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,7 +27,11 @@ TIMEOUT = 30.0  # seconds the reader may take before it is killed
 
 
 def _slots(obj: ServiceConfig | Settings) -> dict[str, object]:
-    return {slot: getattr(obj, slot) for slot in type(obj).__slots__}
+    fields = {slot: getattr(obj, slot) for slot in type(obj).__slots__}
+    health = fields.get("health")
+    if isinstance(health, HealthCheck):
+        fields["health"] = health.fields()
+    return fields
 
 
 def _encode(config: Config, errors: list[ConfigError]) -> bytes:
@@ -49,6 +53,8 @@ def _decode(data: bytes) -> tuple[Config, list[ConfigError]]:
         service = ServiceConfig(fields["name"], fields["path"], fields["argv"])
         for slot, value in fields.items():
             setattr(service, slot, value)
+        if isinstance(service.health, dict):
+            service.health = HealthCheck.from_fields(service.health)
         services[service.name] = service
     errors = [ConfigError(path, message, key, line) for path, message, key, line in raw["errors"]]
     return Config(raw["directory"], services, settings), errors

@@ -78,6 +78,7 @@ T_BACKOFF = "backoff"
 T_START = "start"
 T_STOP = "stop"
 T_WATCHDOG = "watchdog"
+T_UNHEALTHY = "unhealthy"  # no timer of the machine's: the supervisor's health checks fire it
 
 # The random spread of a restart delay, as a fraction of it: services that fail
 # together (a shared dependency died) do not all come back in the same instant.
@@ -336,10 +337,11 @@ class Machine:
             actions = self._begin_stop(now, self.last_exit)
             self._after_stop = "failure"
             return actions
-        if name == T_WATCHDOG and self.state == UP:
-            self.last_exit = "watchdog"
-            actions = self._begin_stop(now, "watchdog", SIGABRT)
-            self._after_stop = "watchdog"
+        if name in (T_WATCHDOG, T_UNHEALTHY) and self.state == UP:
+            self.last_exit = name  # unhealthy: `retries` failed health checks, a failure
+            hung = name == T_WATCHDOG
+            actions = self._begin_stop(now, name, SIGABRT if hung else 0)
+            self._after_stop = "watchdog" if hung else "failure"
             return actions
         return []
 

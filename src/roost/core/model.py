@@ -11,6 +11,48 @@ RESTART_POLICIES = ("always", "on-failure", "on-watchdog", "never")
 # What a service may be called (its file is NAME.toml): a regular expression.
 SERVICE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.@-]*"
 NOTIFY_ACCESS = ("main", "exec", "all", "none")
+HEALTH_KINDS = ("command", "tcp", "http")
+# Where `ready = "pipevar:VAR"` puts the pipe (dinit: "chosen arbitrarily"); $VAR says so.
+PIPEVAR_FD = 3
+
+
+class HealthCheck:
+    """A service's `health` table: what is probed, how often, and when it is unhealthy.
+
+    `kind` is one of HEALTH_KINDS; `argv` is a command's, `host` and `port` a tcp or
+    http probe's (a numeric address: a name would need a lookup, which blocks), `path`
+    an http probe's.
+    """
+
+    __slots__ = ("argv", "host", "interval", "kind", "path", "port", "retries",
+                 "start_period", "timeout")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.argv: list[str] = []
+        self.host = ""
+        self.port = 0
+        self.path = "/"
+        self.interval = 10.0
+        self.timeout = 5.0
+        self.retries = 3
+        self.start_period = 0.0
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{slot}={getattr(self, slot)!r}" for slot in self.__slots__)
+        return f"HealthCheck({fields})"
+
+    def fields(self) -> dict[str, object]:
+        """Every slot by name: the form the configuration reader hands it back in."""
+        return {slot: getattr(self, slot) for slot in self.__slots__}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, object]) -> HealthCheck:
+        """The check `fields()` described."""
+        check = cls(str(fields["kind"]))
+        for slot, value in fields.items():
+            setattr(check, slot, value)
+        return check
 
 
 class ServiceConfig:
@@ -22,6 +64,7 @@ class ServiceConfig:
         "cpu_weight",
         "environment",
         "group",
+        "health",
         "memory_max",
         "name",
         "notify_access",
@@ -65,8 +108,9 @@ class ServiceConfig:
         self.stop_timeout = 10.0
         self.start_timeout = 60.0
         # "exec": ready once exec succeeded; "fd:N": a newline on fd N (s6);
-        # "notify": READY=1 on $NOTIFY_SOCKET; "exit": a oneshot or forking launcher
-        # exiting 0.
+        # "pipevar:VAR": a byte on the fd $VAR names (dinit); "file:PATH": PATH exists;
+        # "tcp:HOST:PORT": a connect succeeds; "notify": READY=1 on $NOTIFY_SOCKET;
+        # "exit": a oneshot or forking launcher exiting 0.
         self.ready = "exec"
         # Who may speak on a notify service's socket: "main" (its main process),
         # "exec" (the same: roost runs no other process for it), "all" (any of its
@@ -84,12 +128,15 @@ class ServiceConfig:
         self.memory_max: int | None = None
         self.pids_max: int | None = None
         self.cpu_weight: int | None = None
+        self.health: HealthCheck | None = None
 
     @property
     def ready_fd(self) -> int | None:
-        """The notification fd number for `ready = "fd:N"`."""
+        """The notification fd number for `ready = "fd:N"`, or the one `pipevar:` is given."""
         if self.ready.startswith("fd:"):
             return int(self.ready[3:])
+        if self.ready.startswith("pipevar:"):
+            return PIPEVAR_FD
         return None
 
     @property

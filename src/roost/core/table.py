@@ -51,6 +51,8 @@ TABLE = (
     Transition("timer:watchdog", (UP,), (STOPPING,),
                "no `WATCHDOG=1` within `watchdog_sec`, or `WATCHDOG=trigger`: SIGABRT, "
                "then as a failure (`on-watchdog` restarts it)"),
+    Transition("timer:unhealthy", (UP,), (STOPPING,),
+               "`retries` health checks in a row failed: stopped, then as a failure"),
     Transition("stop", (STARTING, UP), (STOPPING,), "stop (once what is ordered after it stopped)"),
     Transition("restart", (STARTING, UP), (STOPPING,), "restart: stopped, then started"),
     Transition("hold", (STARTING, UP), (STOPPING,),

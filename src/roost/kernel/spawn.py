@@ -120,6 +120,16 @@ class Child:
             return False
         return True
 
+    def signal_group(self, signum: int) -> None:
+        """Signal the process group the child leads (it was spawned into a session of its own).
+
+        Only until it is reaped: its unreaped pid cannot name another group.
+        """
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
     def close(self) -> None:
         """Release the pidfd and the exec pipe (after the child is reaped)."""
         for fd in (self.pidfd, self.exec_fd):

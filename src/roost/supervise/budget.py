@@ -43,6 +43,12 @@ def per_service(config: ServiceConfig, log_files: bool) -> int:
         count += 1  # the notify socket, kept across restarts
     if config.ready_fd is not None:
         count += 2  # a fresh notification pipe per start, both ends until the child has one
+    elif config.ready.startswith("tcp:"):
+        count += 1  # a polled connect's socket
+    if config.health is not None:
+        # One probe at a time: a socket, or a command's output pipe (both ends until it
+        # runs), its pidfd and exec report pipe.
+        count += 1 if config.health.kind != "command" else 4
     return count
 
 

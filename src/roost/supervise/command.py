@@ -25,12 +25,13 @@ def inherited(environ: Mapping[str, str]) -> dict[str, str]:
 def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fd: int,
           ready_fd: int | None = None, notify_socket: str | None = None,
           pdeathsig: int = 0, nofile: tuple[int, int] | None = None,
-          cgroup: str | None = None) -> Command:
+          cgroup: str | None = None, argv: list[str] | None = None) -> Command:
     """The Command for one start of a service; raise UnknownAccount for a user that is gone.
 
     `ready_fd` is roost's end of the notification pipe, put at the number
     `ready = "fd:N"` names; `notify_socket` the address for $NOTIFY_SOCKET, with
     $WATCHDOG_USEC and $WATCHDOG_PID (the child's own pid) when it has a watchdog.
+    `argv` runs another program in the service's place, as it would run (a health check's).
     """
     account = accounts.resolve(config.user, config.group)
     env = dict(base_env)
@@ -46,6 +47,9 @@ def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fd: int,
     fds = {1: log_fd, 2: log_fd}
     if ready_fd is not None and config.ready_fd is not None:
         fds[config.ready_fd] = ready_fd
-    return Command(config.argv, env=env, cwd=config.working_directory, umask=config.umask,
-                   uid=account.uid, gid=account.gid, groups=account.groups, fds=fds,
-                   pdeathsig=pdeathsig, nofile=nofile, cgroup=cgroup, env_pid_var=pid_var)
+        if config.ready.startswith("pipevar:"):
+            env[config.ready.removeprefix("pipevar:")] = str(config.ready_fd)
+    return Command(config.argv if argv is None else argv, env=env,
+                   cwd=config.working_directory, umask=config.umask, uid=account.uid,
+                   gid=account.gid, groups=account.groups, fds=fds, pdeathsig=pdeathsig,
+                   nofile=nofile, cgroup=cgroup, env_pid_var=pid_var)

@@ -59,13 +59,17 @@ def admitted(access: str, pid: int, main_pid: int | None, member: Callable[[int]
 
 
 class NotificationFd:
-    """One start's notification pipe; calls `on_ready()` at the first newline."""
+    """One start's notification pipe; calls `on_ready()` at the first newline.
 
-    __slots__ = ("_loop", "_on_ready", "read_fd", "write_fd")
+    With `any_byte` (dinit's pipevar: "a message"), at the first byte of any kind.
+    """
 
-    def __init__(self, loop: Loop, on_ready: Callable[[], None]):
+    __slots__ = ("_any", "_loop", "_on_ready", "read_fd", "write_fd")
+
+    def __init__(self, loop: Loop, on_ready: Callable[[], None], any_byte: bool = False):
         self._loop = loop
         self._on_ready = on_ready
+        self._any = any_byte
         self.read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(self.read_fd, False)
         loop.watch(self.read_fd, READ, self._readable)
@@ -81,7 +85,7 @@ class NotificationFd:
             data = os.read(self.read_fd, 4096)
         except BlockingIOError:
             return
-        if b"\n" in data:
+        if b"\n" in data or (self._any and data):
             self.close()
             self._on_ready()
         elif not data:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from roost.core import machine
+from roost.supervise.health import NO_HEALTH
 from roost.supervise.readiness import Notes
 
 TYPE_CHECKING = False
@@ -11,7 +12,9 @@ if TYPE_CHECKING:
     from roost.core.model import ServiceConfig
     from roost.kernel.loop import Timer
     from roost.kernel.spawn import Child
+    from roost.supervise.health import Health
     from roost.supervise.logs import ServiceLog
+    from roost.supervise.probes import Poll
     from roost.supervise.readiness import NotificationFd, NotifySocket
 
 
@@ -22,9 +25,9 @@ _ENDED = frozenset({machine.DONE, machine.FAILED, machine.BACKOFF})
 class Runtime:
     """One configured service: its machine, its current process, and its pipes."""
 
-    __slots__ = ("child", "exec_error", "log", "machine", "name", "notes", "notify_fd",
-                 "notify_malformed", "notify_refused", "notify_sock", "removing", "status_text",
-                 "timers")
+    __slots__ = ("child", "exec_error", "health", "log", "machine", "name", "notes", "notify_fd",
+                 "notify_malformed", "notify_refused", "notify_sock", "poll", "removing",
+                 "status_text", "timers")
 
     def __init__(self, machine: Machine, log: ServiceLog):
         self.name = machine.config.name
@@ -35,6 +38,9 @@ class Runtime:
         self.timers: dict[str, Timer] = {}
         self.notify_fd: NotificationFd | None = None
         self.notify_sock: NotifySocket | None = None
+        # A `file:` or `tcp:` readiness being polled; this run's (or the last's) health.
+        self.poll: Poll | None = None
+        self.health: Health | None = None
         self.removing = False
         self.status_text = ""
         self.notes = Notes()
@@ -80,6 +86,7 @@ class Runtime:
             "start_age": round(now - m.starts[-1], 3) if m.starts else None,
             "settle_age": round(now - settled, 3) if settled is not None else None,
             "after": self.config.after,
+            **(self.health.fields(m.state == machine.UP) if self.health else NO_HEALTH),
         }
 
     @property
@@ -94,4 +101,5 @@ def broken_record(name: str, reason: str) -> dict[str, object]:
             "uptime": None, "restarts": 0, "last_exit": None, "reason": reason, "status": "",
             "phase": None, "phase_since": None,
             "want": None, "tracking": None, "notify_refused": 0, "notify_malformed": 0,
-            "log_dropped": 0, "start_age": None, "settle_age": None, "after": []}
+            "log_dropped": 0, "start_age": None, "settle_age": None, "after": [],
+            **NO_HEALTH}

@@ -25,7 +25,9 @@ from roost.kernel.loop import READ
 from roost.kernel.spawn import SpawnError, spawn
 from roost.supervise import budget, command
 from roost.supervise.forking import Daemons
+from roost.supervise.health import Checks
 from roost.supervise.logs import LogSettings, ServiceLog
+from roost.supervise.probes import Poll
 from roost.supervise.readiness import NotificationFd, Notifications, NotifySocket
 from roost.supervise.runtime import Runtime, broken_record
 
@@ -63,6 +65,8 @@ class Supervisor:
         self.services: dict[str, Runtime] = {}
         self.daemons = Daemons(loop, reaper, tracker, event=self._event, gone=self._gone)
         self.notifications = Notifications(loop, tracker, self.daemons, self._event)
+        self.health = Checks(loop, reaper, spawner, self._base_env, self._event,
+                             pdeathsig=pdeathsig, nofile=nofile)
         self._waiters: list[tuple[Callable[[], bool], Callable[[], None]]] = []
         # Services a system's init could not configure, each with its error: shown by
         # status as failed, never started; a reload that succeeds replaces them.
@@ -234,6 +238,7 @@ class Supervisor:
                 continue
             if isinstance(action, Changed):
                 self._announce(rt)
+                self._follow(rt)
             elif isinstance(action, actions.Spawn):
                 self._spawn(rt)
             elif isinstance(action, actions.Kill):
@@ -263,6 +268,14 @@ class Supervisor:
             text += f": {m.reason}"
         console.say(f"{rt.name}: {text}")
 
+    def _follow(self, rt: Runtime) -> None:
+        """What watches a service from outside follows its state: polls, health checks."""
+        if rt.poll is not None and rt.machine.state != machine.STARTING:
+            rt.poll.cancel()
+            rt.poll = None
+        if rt.health is not None or rt.config.health is not None:
+            self.health.follow(rt)
+
     def _arm(self, rt: Runtime, name: str, delay: float) -> None:
         old = rt.timers.pop(name, None)
         if old is not None:
@@ -283,7 +296,8 @@ class Supervisor:
         try:
             if cfg.ready_fd is not None:
                 self._close_notify_fd(rt)
-                rt.notify_fd = NotificationFd(self.loop, lambda: self._ready(rt))
+                rt.notify_fd = NotificationFd(self.loop, lambda: self._ready(rt),
+                                              any_byte=cfg.ready.startswith("pipevar:"))
                 ready_fd = rt.notify_fd.write_fd
             cmd = command.build(
                 cfg, self._base_env, log_fd=rt.log.write_fd, ready_fd=ready_fd,
@@ -307,6 +321,10 @@ class Supervisor:
             return
         if rt.notify_fd is not None:
             rt.notify_fd.spawned()
+        if cfg.ready.startswith(("file:", "tcp:")):
+            # Only the service's own user, or root, can make its file.
+            owners = {0, os.geteuid() if cmd.uid is None else cmd.uid}
+            rt.poll = Poll(self.loop, cfg.ready, owners, lambda: self._ready(rt))
         rt.child = child
         self.tracker.unwatch_main(rt.name)
         self.tracker.started(rt.name, child.pid, forking=cfg.type == "forking")

@@ -61,13 +61,18 @@ def _paint(text: str, state: str, colour: bool) -> str:
 
 
 def table(records: list[Record], colour: bool = False) -> list[str]:
-    """The status table: one row per record, columns aligned, the last left ragged."""
-    rows = [HEADER]
+    """The status table: one row per record, columns aligned, the last left ragged.
+
+    A HEALTH column after STATE only when some service has a health check.
+    """
+    health = any(r.get("health") for r in records)
+    rows: list[tuple[str, ...]] = [(*HEADER[:2], "HEALTH", *HEADER[2:]) if health else HEADER]
     for r in records:
-        rows.append((printable(r["name"]), r["state"], str(r.get("pid") or "-"),
-                     duration(r.get("uptime")), str(r.get("restarts", 0)),
-                     printable(r.get("status")) or "-", printable(r.get("reason")) or "-"))
-    last = len(HEADER) - 1
+        fields = (printable(r["name"]), r["state"], str(r.get("pid") or "-"),
+                  duration(r.get("uptime")), str(r.get("restarts", 0)),
+                  printable(r.get("status")) or "-", printable(r.get("reason")) or "-")
+        rows.append((*fields[:2], r.get("health") or "-", *fields[2:]) if health else fields)
+    last = len(rows[0]) - 1
     widths = [max(len(row[i]) for row in rows) for i in range(last)]
     lines = []
     for index, row in enumerate(rows):
@@ -83,10 +88,13 @@ def table(records: list[Record], colour: bool = False) -> list[str]:
 def status_exit(records: list[Record], named: bool) -> int:
     """0 when every named service (else every wanted one) is up or done, else 3.
 
+    An unhealthy service is not up, whatever its state.
+
     A service the configuration could not set up (no `want` at all) counts as not up.
     """
     considered = records if named else [r for r in records if r.get("want") is not False]
-    return ALL_UP if all(r["state"] in READY for r in considered) else NOT_ALL_UP
+    return ALL_UP if all(r["state"] in READY and r.get("health") != "unhealthy"
+                         for r in considered) else NOT_ALL_UP
 
 
 def detail(record: Record, tree: Record | None, log: list[Record] | None,
@@ -121,6 +129,11 @@ def detail(record: Record, tree: Record | None, log: list[Record] | None,
     field("reason", record.get("reason"))
     field("last exit", record.get("last_exit"))
     field("restarts", record.get("restarts"))
+    if record.get("health"):
+        failed = record.get("health_failures") or 0
+        field("health", record["health"] + (f" ({failed} failed in a row)" if failed else ""))
+    if record.get("health_checks"):
+        field("last probe", record.get("health_last") or "-")
     if tree is not None and tree.get("processes"):
         lines.append(f"{'processes':>10}:")
         lines += ["  " + line for line in _processes(tree["processes"])]

@@ -56,6 +56,28 @@ def test_what_a_service_chose_cannot_drive_the_terminal() -> None:
     assert all("\n" not in line for line in detail)
 
 
+def test_health_has_a_column_only_where_a_service_has_a_check() -> None:
+    plain = cli_show.table([record("web"), record("db")])
+    assert "HEALTH" not in plain[0]
+    lines = cli_show.table([record("web", health="healthy"), record("db"),
+                            record("api", "stopping", health="unhealthy")])
+    assert lines[0].split()[:4] == ["NAME", "STATE", "HEALTH", "PID"]
+    assert [line.split()[2] for line in lines[1:]] == ["healthy", "-", "unhealthy"]
+    detail = cli_show.detail(record("web", health="starting", health_failures=2,
+                                    health_checks=2, health_last="exited 1: \033[2Jno"),
+                             None, None)
+    assert "    health: starting (2 failed in a row)" in detail
+    assert "last probe: exited 1: \\x1b[2Jno" in detail
+
+
+def test_an_unhealthy_service_is_not_up() -> None:
+    assert cli_show.status_exit([record("a", health="healthy")], named=True) == 0
+    assert cli_show.status_exit([record("a", health="starting")], named=True) == 0
+    assert cli_show.status_exit([record("a", health="unhealthy")], named=True) == 3
+    assert cli_show.status_exit([record("a"), record("b", health="unhealthy")],
+                                named=False) == 3
+
+
 def test_status_exit_follows_systemctl_is_active() -> None:
     up, done = record("a"), record("b", "done")
     failed = record("flaky", "failed", reason="exited 1")

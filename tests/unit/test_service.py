@@ -1141,6 +1141,21 @@ def test_a_missed_keepalive_aborts_the_service_as_a_failure() -> None:
     assert m.reason == "watchdog; restarting in 0.50s"
 
 
+def test_unhealthy_stops_with_the_stop_signal_as_a_failure() -> None:
+    m = machine()
+    m.start(0.0)
+    m.spawned(100, 0.0)
+    m.exec_done(0.0)
+    assert r(m.timer(service.T_UNHEALTHY, 5.0)) == [
+        "Disarm('start')", "Kill(15)", "Arm('stop', 10.000)"]
+    assert (m.state, m.reason, m.last_exit) == (STOPPING, "unhealthy", "unhealthy")
+    assert r(m.exited(ExitStatus(signal=15), 5.1)) == ["Disarm('stop')",
+                                                        "Arm('backoff', 0.500)"]
+    assert (m.state, m.last_exit, m.restarts) == (BACKOFF, "unhealthy", 1)
+    # Once stopped, a late verdict for the run that ended changes nothing.
+    assert m.timer(service.T_UNHEALTHY, 5.2) == [] and m.state == BACKOFF
+
+
 @pytest.mark.parametrize(("policy", "status", "watchdog", "state"), [
     ("on-watchdog", ExitStatus(signal=6), True, BACKOFF),
     ("on-watchdog", EXIT3, False, FAILED),     # a crash is not a watchdog timeout

@@ -77,7 +77,7 @@ def ready(value: Any) -> str:
         return value
     if kind == "tcp":
         host, port = address(rest)
-        return f"tcp:{host}:{port}"
+        return f"tcp:[{host}]:{port}" if ":" in host else f"tcp:{host}:{port}"
     raise ValueError(f"expected {FORMS}, got {shown(value)}")
 
 

@@ -77,6 +77,15 @@ def proc_state(pid: int) -> str | None:
     return data[data.rindex(b")") + 2 :].split()[0].decode()
 
 
+def voluntary_switches(pid: int) -> int:
+    """How often `pid` has gone to sleep: each wake-up of an idle process is one more."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches")
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below `pid` in the process tree."""
     out: list[int] = []

@@ -24,6 +24,7 @@ from tests.support import (
     descendants,
     proc_state,
     run_ns,
+    voluntary_switches,
     wait_for,
 )
 
@@ -693,23 +694,15 @@ def test_listen_fds_claimed_but_not_passed() -> None:
     assert ran.out == "1\n"  # not rewritten: the child is not handed any socket
 
 
-def _switches(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    raise AssertionError("no voluntary_ctxt_switches")
-
-
 def test_idle_roost_never_wakes(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     with Namespace(roost("--", *py(NO_HANDLER, ready))) as ns:
         wait_for(lambda: exists(ready), what="child ready")
         init = ns.init_pid
         wait_for(lambda: proc_state(init) == "S", what="roost asleep")
-        before = _switches(init)
+        before = voluntary_switches(init)
         time.sleep(1.5)
         # No timer, no tick: roost slept in epoll_wait the whole time.
-        assert _switches(init) == before
+        assert voluntary_switches(init) == before
         ns.signal(_signal.SIGTERM)
         assert finish(ns) == 143

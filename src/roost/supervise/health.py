@@ -36,6 +36,9 @@ STARTING = "starting"
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
 MAX_OUTPUT = 4096  # of a probe command's output, the last bytes are kept to show
+# Reads of what a probe left in its pipe once it exited: a pipe's capacity (64 KiB). What
+# it started may write on; that is not waited for.
+PIPE_READS = 16
 
 
 class Health:
@@ -80,16 +83,20 @@ class CommandProbe:
         loop.watch(read_fd, READ, lambda _ev: self.read())
 
     def read(self) -> None:
-        """Take what the pipe holds, keeping the last MAX_OUTPUT bytes; close it at EOF."""
-        while self.read_fd >= 0:
-            try:
-                data = os.read(self.read_fd, MAX_OUTPUT)
-            except BlockingIOError:
-                return
-            if not data:
-                self._close_pipe()
-                return
-            self.output = (self.output + data)[-MAX_OUTPUT:]
+        """Take one read of the pipe, keeping the last MAX_OUTPUT bytes; close it at EOF.
+
+        One per event: a probe that writes without end does not hold the reactor.
+        """
+        if self.read_fd < 0:
+            return
+        try:
+            data = os.read(self.read_fd, MAX_OUTPUT)
+        except BlockingIOError:
+            return
+        if not data:
+            self._close_pipe()
+            return
+        self.output = (self.output + data)[-MAX_OUTPUT:]
 
     def _close_pipe(self) -> None:
         if self.read_fd >= 0:
@@ -98,8 +105,9 @@ class CommandProbe:
             self.read_fd = -1
 
     def finished(self) -> None:
-        """Its process was reaped: the rest of its output, then nothing held."""
-        self.read()
+        """Its process was reaped: what is left of its output (a pipeful), then nothing held."""
+        for _ in range(PIPE_READS):
+            self.read()
         self._close_pipe()
         if self.timer is not None:
             self.timer.cancel()
@@ -167,19 +175,22 @@ class Checks:
 
     def _run(self, rt: Runtime, h: Health, check: HealthCheck,
              done: Callable[[bool, str], None]) -> None:
-        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        read_fd = write_fd = -1
         try:
+            read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
             cmd = command.build(rt.config, self._env, log_fd=write_fd, argv=check.argv,
                                 pdeathsig=self._pdeathsig, nofile=self._nofile)
             child = self._spawner(cmd)
         except (SpawnError, OSError, ValueError) as exc:
-            os.close(read_fd)
+            if read_fd >= 0:
+                os.close(read_fd)
             text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             # From the loop, as every probe's outcome: `done` may stop the service.
             h.timer = self._loop.call_later(0, lambda: done(False, f"cannot start: {text}"))
             return
         finally:
-            os.close(write_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
         probe = CommandProbe(self._loop, child, read_fd)
         h.probe = probe
 

@@ -62,41 +62,49 @@ class Connect:
         self._http = path is not None
         self._received = b""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self._sock.setblocking(False)
-        self._timer: Timer | None = loop.call_later(
-            timeout, lambda: self._finish(False, f"no answer within {timeout:g}s"))
-        err = self._sock.connect_ex((host, port))
-        if err in (0, errno.EINPROGRESS):
+        self._timer: Timer | None = None
+        self._sock: socket.socket | None = None
+        try:
+            self._sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            self._sock.setblocking(False)
+            err = self._sock.connect_ex((host, port))
+        except OSError as exc:  # out of descriptors, or of memory
+            err = exc.errno or errno.EIO
+        if self._sock is not None and err in (0, errno.EINPROGRESS):
             loop.watch(self._sock.fileno(), WRITE, self._writable)
+            self._timer = loop.call_later(
+                timeout, lambda: self._finish(False, f"no answer within {timeout:g}s"))
         else:
             # Reported from the loop, as every outcome is: never before the caller holds us.
-            self._timer.cancel()
             self._timer = loop.call_later(0, lambda: self._finish(False, self._failed(err)))
 
     def _failed(self, err: int) -> str:
         return f"connect to {self.where}: {os.strerror(err)}"
 
     def _writable(self, _events: int) -> None:
-        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        sock = self._sock
+        assert sock is not None  # watched only while open
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self._finish(False, self._failed(err))
         elif not self._http:
             self._finish(True, f"connected to {self.where}")
         else:
             try:
-                self._out = self._out[self._sock.send(self._out):]
+                self._out = self._out[sock.send(self._out):]
             except BlockingIOError:
                 return
             except OSError as exc:
                 self._finish(False, f"{self.where}: {exc.strerror}")
                 return
             if not self._out:  # the request is out: from now on, the answer
-                self._loop.watch(self._sock.fileno(), READ, self._readable)
+                self._loop.watch(sock.fileno(), READ, self._readable)
 
     def _readable(self, _events: int) -> None:
+        sock = self._sock
+        assert sock is not None  # watched only while open
         try:
-            data = self._sock.recv(MAX_RESPONSE - len(self._received))
+            data = sock.recv(MAX_RESPONSE - len(self._received))
         except BlockingIOError:
             return
         except OSError as exc:
@@ -119,9 +127,10 @@ class Connect:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._sock.fileno() >= 0:
+        if self._sock is not None:
             self._loop.unwatch(self._sock.fileno())
             self._sock.close()
+            self._sock = None
 
 
 def status(line: bytes, whole: bool) -> tuple[bool, str]:

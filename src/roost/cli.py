@@ -407,11 +407,13 @@ def _print_details(client: Any, records: list[dict[str, Any]], colour: bool) -> 
     """Each named service in detail; its tree and log only where the caller may read them."""
     from roost import cli_show  # noqa: PLC0415 - lazy (start-up): clients only
 
-    names = [r["name"] for r in records]
-    tree = _permitted(client, "tree", services=names)
+    # A service the configuration could not set up (no type) has no processes and no log.
+    names = [r["name"] for r in records if r["type"] is not None]
+    tree = _permitted(client, "tree", services=names) if names else {"services": []}
     trees = {e["service"]: e for e in tree["services"]} if tree is not None else {}
     for index, record in enumerate(records):
-        log = _permitted(client, "log", services=[record["name"]], lines=10)
+        log = (_permitted(client, "log", services=[record["name"]], lines=10)
+               if record["type"] is not None else [])
         if index:
             print()
         _print(cli_show.detail(record, trees.get(record["name"]) if tree is not None else None,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from roost.control.client import RemoteError
 from tests.ns.supervisor_kit import MODES, ConfigDir, Roost, running
 from tests.support import require_unshare, wait_for
 
@@ -114,8 +115,13 @@ def test_signal(roost: Roost) -> None:
     result = roost.cli("signal", "USR1", "idle")
     assert result.returncode == 1
     assert result.stderr == "roost: not running: idle\n"
+    # The client knows the signal names: bad usage, before roost is asked...
     result = roost.cli("signal", "NOPE", "echo")
-    assert (result.returncode, result.stderr) == (1, "roost: no such signal: NOPE\n")
+    assert (result.returncode, result.stderr) == (
+        2, "roost signal: no such signal: NOPE (see `roost signal --help`)\n")
+    # ...and roost refuses it from a client that does not.
+    with pytest.raises(RemoteError, match="no such signal: NOPE"):
+        roost.call("signal", services=["echo"], signal="NOPE")
 
 
 def error_of(reply: dict[str, object]) -> tuple[object, object]:

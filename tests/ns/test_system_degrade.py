@@ -69,6 +69,10 @@ def test_one_bad_file_costs_only_what_it_reaches(tmp_path: Path, init) -> None:
     table = system.client("status", "--control", CONTROL)
     print(table.stdout)
     assert "cache: no such service" in table.stdout, table
+    # Asked by name, a set-aside service answers with its error, not "no such service".
+    detail = system.client("status", "web", "--control", CONTROL)
+    assert detail.returncode == 3, detail
+    assert "failed" in detail.stdout and "cache: no such service" in detail.stdout, detail
     log = system.log()
     assert "Traceback" not in log, log
     assert "emergency shell" not in log, log

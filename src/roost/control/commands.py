@@ -135,14 +135,15 @@ class Request:
             self.conn.awaiting -= 1
         self.conn.send(line)
 
-    def names(self, host: Host, required: bool = True) -> list[str]:
-        """The "services" argument, each a configured service."""
+    def names(self, host: Host, required: bool = True, set_aside: bool = False) -> list[str]:
+        """The "services" argument, each configured (or, `set_aside`, set aside by an error)."""
         names = self.args.get("services", [])
         assert isinstance(names, list)  # checked by check_arguments
         if required and not names:
             raise ProtocolError(protocol.BAD_REQUEST, "name at least one service")
-        known = host.supervisor.services
-        unknown = [n for n in names if n not in known]
+        supervisor = host.supervisor
+        unknown = [n for n in names if n not in supervisor.services
+                   and not (set_aside and n in supervisor.broken)]
         if unknown:
             raise ProtocolError(protocol.NO_SUCH_SERVICE,
                                 "no such service: " + ", ".join(unknown))
@@ -205,7 +206,7 @@ def ping(d: Dispatcher, req: Request) -> object:
 def status(d: Dispatcher, req: Request) -> object:
     """Every service's state (or the named ones')."""
     host = d.serving(req)
-    return host.supervisor.status(req.names(host, required=False) or None)
+    return host.supervisor.status(req.names(host, required=False, set_aside=True) or None)
 
 
 def _change(verb: str, act: Callable[[Supervisor, list[str]], None], down: bool) -> Handler:

@@ -414,6 +414,7 @@ class Supervisor:
         """One record per service (runtime.Runtime.record); with no names, the broken too."""
         now = self.loop.now()
         records = [self.services[name].record(now, self.tracker.means_for(name))
+                   if name in self.services else broken_record(name, self.broken[name])
                    for name in (list(names) if names else list(self.services))]
         if not names:
             records += [broken_record(name, reason) for name, reason in self.broken.items()]

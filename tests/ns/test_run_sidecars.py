@@ -9,6 +9,7 @@ event file, so the order in which things happened is read back afterwards.
 from __future__ import annotations
 
 import _signal
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -134,3 +135,21 @@ def test_an_unknown_after_starts_nothing(tmp_path: Path) -> None:
     assert ran.rc == 2, ran
     assert f"--after dbb: no such service in {config.path}" in ran.err, ran
     assert events_of(events) == []
+
+
+# Asks the demo's web server for its page, and prints it.
+FETCH = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8090/').read())"
+
+
+def test_the_demo_serves_a_command_run_after_its_web_service(tmp_path: Path) -> None:
+    """The README's sidecar line: `web` counts as up only once it accepts connections."""
+    demo = tmp_path / "demo"
+    shutil.copytree(support.REPO / "examples" / "demo", demo,
+                    ignore=shutil.ignore_patterns("logs"))
+    # Its own network namespace, with loopback up: port 8090 is not the host's.
+    ran = run_ns(["/bin/sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+                  *ROOST, "run", "-c", str(demo), "--after", "web",
+                  "--control", support.unique_control(), "--", PYTHON, "-c", FETCH],
+                 timeout=60, extra_unshare=["--net"])
+    assert ran.rc == 0, ran
+    assert "b'hello from roost\\n'" in ran.out, ran

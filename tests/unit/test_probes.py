@@ -145,3 +145,22 @@ def test_a_poll_backs_off_and_stops_when_ready(tmp_path: Path) -> None:
     run_until(loop, ready)  # type: ignore[arg-type]
     assert poll.tries == tries + 1
     poll.cancel()
+
+
+def test_a_server_that_talks_without_end_is_read_no_further_than_a_status_line() -> None:
+    with listener() as sock:
+        def flood() -> None:
+            conn, _ = sock.accept()
+            with conn:
+                try:
+                    while True:
+                        conn.sendall(b"\x1b[2J" + b"x" * 65536)
+                except OSError:
+                    pass  # roost hung up once it had read enough
+        thread = threading.Thread(target=flood, daemon=True)
+        thread.start()
+        ok, text = probe("127.0.0.1", sock.getsockname()[1], "/")
+        thread.join(10)
+    assert not ok
+    assert text.startswith("not an HTTP status line: \\x1b[2Jxxx") and text.endswith("...")
+    assert len(text) <= 230

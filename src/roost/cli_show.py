@@ -8,6 +8,7 @@ printable first: a service must not be able to drive the operator's terminal.
 from __future__ import annotations
 
 from roost.config.errors import one_line
+from roost.core import ready
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 ALL_UP = 0
 NOT_ALL_UP = 3
 
-READY = ("up", "done")
+READY = ready.READY_STATES
 COLOURS = {"up": "32", "done": "32", "starting": "33", "stopping": "33", "backoff": "33",
            "failed": "31;1", "down": "2"}
 HEADER = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "STATUS", "REASON")
@@ -92,9 +93,18 @@ def status_exit(records: list[Record], named: bool) -> int:
 
     A service the configuration could not set up (no `want` at all) counts as not up.
     """
-    considered = records if named else [r for r in records if r.get("want") is not False]
-    return ALL_UP if all(r["state"] in READY and r.get("health") != "unhealthy"
-                         for r in considered) else NOT_ALL_UP
+    considered = records if named else ready.wanted(records)
+    return ALL_UP if all(ready.why_not(r) is None for r in considered) else NOT_ALL_UP
+
+
+def not_ready_line(records: list[Record]) -> str:
+    """`roost status --check`'s one line: what is not ready, or "" when everything wanted is."""
+    missing = ready.not_ready(records)
+    if not missing:
+        return ""
+    shown = ", ".join(f"{printable(name)} {why}" for name, why in missing[:10])
+    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    return f"not ready: {shown}{more} ({ready.summary(records)})"
 
 
 def detail(record: Record, tree: Record | None, log: list[Record] | None,

@@ -257,14 +257,17 @@ class Order:
 
     def settled_up(self, names: Iterable[str]) -> bool:
         """True once each of `names` got as far up as it will: a start has nothing left to do."""
-        for name in names:
-            machine = self.machines[name]
-            # Not wanted (yet): a restart still waiting for what requires it to stop first.
-            if not machine.want or machine.state in (STARTING, STOPPING, BACKOFF):
-                return False
-            if machine.state == DOWN and not self.blocked(name):
-                return False
-        return True
+        # Not wanted (yet): a restart still waiting for what requires it to stop first.
+        return all(self.machines[name].want and self.at_rest(name) for name in names)
+
+    def at_rest(self, name: str) -> bool:
+        """True if `name` is going nowhere: not starting, stopping, backing off or due to start."""
+        machine = self.machines.get(name)
+        if machine is None:
+            return True
+        if machine.state in (STARTING, STOPPING, BACKOFF):
+            return False
+        return not (machine.want and machine.state == DOWN and not self.blocked(name))
 
     def settled_down(self, names: Iterable[str]) -> bool:
         """True once none of `names` (that still exist) has a process."""

@@ -36,8 +36,12 @@ HELP = {
     "up": ("supervise a configuration directory in the foreground",
            "Start every autostart service of DIR in dependency order and supervise them in the\n"
            "foreground until SIGTERM, SIGINT or `roost shutdown`. A second signal while\n"
-           "stopping kills (SIGKILL) whatever remains; a third makes roost leave at once.",
-           "roost up -c ./services --log-dir ./logs"),
+           "stopping kills (SIGKILL) whatever remains; a third makes roost leave at once.\n"
+           "Under a manager that gave it $NOTIFY_SOCKET, roost says READY=1 once every\n"
+           "autostart service is up, done or failed, STATUS= with counts, STOPPING=1 at\n"
+           "shutdown.",
+           "roost up -c ./services --log-dir ./logs\n"
+           "  roost up -c ./services --ready-file /run/roost-ready"),
     "check": ("validate a configuration directory",
               "Read every service file of DIR and print each error; exit 0 when the whole\n"
               "configuration is valid, 1 when it is not. Nothing is started.",
@@ -46,8 +50,11 @@ HELP = {
                "Without names, a table of every service. With names, each one in detail: its\n"
                "command, since when it is in its state, its processes and its last 10 log lines\n"
                "(those three for root and the control group). Exit 0 when every named service\n"
-               "(or, with no names, every wanted one) is up or done, 3 otherwise.",
-               "roost status\n  roost status web db\n  roost status --json"),
+               "(or, with no names, every wanted one) is up or done, 3 otherwise.\n"
+               "With --check, a probe: print nothing and exit 0 when every wanted service is\n"
+               "up or done and not unhealthy; else one line saying what is not, and exit 3.",
+               "roost status\n  roost status web db\n  roost status --json\n"
+               "  roost status --check || echo not ready"),
     "start": ("start services (and what they require)",
               "Start the services and, first, everything they require. Waits until every\n"
               "service it touched has settled, prints each, and exits 0 if all are up (or\n"
@@ -129,6 +136,11 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: log_dir in roost.toml, else none)")
     p.add_argument("--quiet", action="store_true", help="do not copy service output to stdout")
     p.add_argument("-v", "--verbose", action="store_true", help="log more of what roost does")
+    p.add_argument("--ready-fd", metavar="N", help="write a newline to descriptor N, then "
+                   "close it, once every autostart service is up, done or failed (s6)")
+    p.add_argument("--ready-file", metavar="PATH", help="a file that exists while every "
+                   "wanted service is up (or done) and not unhealthy, for a container probe; "
+                   "its directory must be writable by root or roost alone")
     control(p)
 
     p = command("check")
@@ -138,6 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     p = command("status")
     p.add_argument("services", nargs="*", metavar="SERVICE", help="(default: every service)")
     p.add_argument("--json", action="store_true", help="print the status records as JSON")
+    p.add_argument("--check", action="store_true", help="a readiness probe: silent exit 0 "
+                   "when every wanted service is ready, else one line and exit 3")
     control(p)
 
     for verb in ("start", "stop", "restart"):
@@ -244,7 +258,7 @@ def main(args: list[str]) -> int:
 
 
 _UP_VALUES = {"-c": "config", "--config": "config", "--log-dir": "log_dir",
-              "--control": "control"}
+              "--control": "control", "--ready-fd": "ready_fd", "--ready-file": "ready_file"}
 _UP_FLAGS = {"--quiet": "quiet", "-v": "verbose", "--verbose": "verbose"}
 
 
@@ -260,7 +274,7 @@ def _fast_up(args: list[str]) -> object | None:
     import types  # noqa: PLC0415 - lazy (start-up): the fast path only
 
     ns = types.SimpleNamespace(command="up", config=None, log_dir=None, control=None,
-                               quiet=False, verbose=False)
+                               quiet=False, verbose=False, ready_fd=None, ready_file=None)
     rest = args[1:]
     while rest:
         arg = rest.pop(0)
@@ -298,7 +312,8 @@ def _up(ns: argparse.Namespace) -> int:
     from roost.up import up  # noqa: PLC0415 - lazy (start-up): see _fast_up
 
     console.configure(timestamps=True, verbose=ns.verbose)
-    return up(_config_dir(ns.config), control=ns.control, log_dir=ns.log_dir, quiet=ns.quiet)
+    return up(_config_dir(ns.config), control=ns.control, log_dir=ns.log_dir, quiet=ns.quiet,
+              ready_fd=ns.ready_fd, ready_file=ns.ready_file)
 
 
 def _client_command(ns: argparse.Namespace, client: Any) -> int:
@@ -308,6 +323,11 @@ def _client_command(ns: argparse.Namespace, client: Any) -> int:
     colour = cli_show.wants_colour(sys.stdout.isatty(), dict(os.environ))
     if command == "status":
         records = client.call("status", services=ns.services)
+        if ns.check:
+            why = cli_show.not_ready_line(records)
+            if why:
+                print(why)
+            return cli_show.NOT_ALL_UP if why else cli_show.ALL_UP
         if ns.json:
             print(json.dumps(records, indent=2))
         elif ns.services:

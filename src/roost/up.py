@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
     from roost.core.exits import ExitStatus
     from roost.core.model import Config
+    from roost.kernel.ready import ReadyFile
+    from roost.supervise.announce import Announcer
 
 SHUTDOWN_SIGNALS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT})
 HANDLED_SIGNALS = SHUTDOWN_SIGNALS | {_signal.SIGHUP, _signal.SIGCHLD, _signal.SIGUSR1,
@@ -74,6 +76,10 @@ class Manager:
         self.forced = False  # a signal while stopping sent SIGKILL to what remained
         self.exit_code = 0
         self.on_stopped: list[Callable[[], None]] = []
+        # Whoever started roost may want to know when it is ready (announce): the socket
+        # is theirs to roost alone, so nothing roost starts inherits it.
+        self.notify_socket = os.environ.pop("NOTIFY_SOCKET", None) or None
+        self.announcer: Announcer | None = None
         # `roost init` hands over the dispatcher its sockets already serve.
         self.dispatcher = dispatcher or Dispatcher(self)
         self.dispatcher.host = self
@@ -88,8 +94,11 @@ class Manager:
         self.control = ControlServer(self.loop, self.control_address, self.dispatcher,
                                      control_gid=self.control_gid)
 
-    def run(self) -> int:
-        """Start every service and supervise until shut down; return the exit status."""
+    def run(self, ready_fd: int | None = None, ready_file: ReadyFile | None = None) -> int:
+        """Start every service and supervise until shut down; return the exit status.
+
+        `ready_fd` and `ready_file` are --ready-fd's and --ready-file's (see announce).
+        """
         if not self.pid1:
             prctl.become_subreaper("daemons that fork away will not come back to roost")
         if self.control is None:
@@ -98,12 +107,29 @@ class Manager:
         console.say(f"supervising {len(self.supervisor.services)} services from "
                     f"{self.config.directory}; control on {self.control_address}")
         self.supervisor.start_all()
+        self.announce(ready_fd, ready_file)
         self.loop.run()
         self.close()
         return self.exit_code
 
+    def announce(self, ready_fd: int | None = None, ready_file: ReadyFile | None = None) -> None:
+        """Once every service was asked up: tell whoever started roost when it is ready.
+
+        Through $NOTIFY_SOCKET, a --ready-fd descriptor, a --ready-file; with none of
+        them nothing is loaded and nothing watches the services' changes.
+        """
+        if self.notify_socket is None and ready_fd is None and ready_file is None:
+            return
+        from roost.supervise.announce import Announcer  # noqa: PLC0415 - lazy (memory): only when someone waits for roost
+
+        self.announcer = Announcer(self.supervisor, notify=self.notify_socket,
+                                   ready_fd=ready_fd, ready_file=ready_file)
+        self.announcer.begin()
+
     def close(self) -> None:
         """Release the control socket and undo what tracking set up (its cgroups)."""
+        if self.announcer is not None:
+            self.announcer.close()
         if self.control is not None:
             self.control.close()
             self.control = None
@@ -154,6 +180,8 @@ class Manager:
             console.say(f"{reason}: already shutting down")
             return
         self.stopping = True
+        if self.announcer is not None:
+            self.announcer.stop()
         console.say(f"{reason}: stopping all services")
         self.supervisor.stop_all(then=self._stopped)
 
@@ -165,6 +193,16 @@ class Manager:
 
     def reload(self) -> dict[str, list[str]]:
         """Read the configuration again; apply the differences, or raise ConfigInvalid."""
+        announcer = self.announcer
+        if announcer is None:
+            return self._reload()
+        announcer.reloading()
+        try:
+            return self._reload()
+        finally:
+            announcer.reloaded()
+
+    def _reload(self) -> dict[str, list[str]]:
         new = load_config(self.config.directory, self.reaper)
         # The services first: they may refuse the whole reload, and then nothing changed.
         summary = self.supervisor.reload(new, log_files=bool(new.settings.log_dir))
@@ -189,8 +227,20 @@ class Manager:
         console.say(f"reaped orphan {pid} ({status.describe()})")
 
 
-def up(directory: str, *, control: str | None, log_dir: str | None, quiet: bool) -> int:
+def up(directory: str, *, control: str | None, log_dir: str | None, quiet: bool,
+       ready_fd: str | None = None, ready_file: str | None = None) -> int:
     """`roost up`: check the configuration, bind the control socket, supervise until shutdown."""
+    fd: int | None = None
+    file: ReadyFile | None = None
+    if ready_fd is not None or ready_file is not None:
+        from roost.kernel import ready  # noqa: PLC0415 - lazy (memory): --ready-fd and --ready-file only
+
+        try:
+            fd = ready.ready_fd(ready_fd) if ready_fd is not None else None
+            file = ready.ReadyFile(ready_file) if ready_file is not None else None
+        except ready.Refused as exc:
+            print(f"roost up: {exc}", file=sys.stderr)
+            return 2
     config, errors = read_config(directory)
     if errors:
         for error in errors:
@@ -210,7 +260,7 @@ def up(directory: str, *, control: str | None, log_dir: str | None, quiet: bool)
     except (AddressInUse, OSError) as exc:
         print(f"roost: cannot listen on {address}: {exc}", file=sys.stderr)
         return 1
-    return manager.run()
+    return manager.run(fd, file)
 
 
 def _raise_nofile() -> tuple[int, int]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from roost.container.options import RunOptions
     from roost.kernel.accounts import Account
     from roost.kernel.loop import Loop, Timer
+    from roost.kernel.ready import ReadyFile
     from roost.kernel.reaper import Reaper
     from roost.kernel.spawn import Child
 
@@ -68,6 +69,9 @@ class ContainerInit:
         self.restarts = 0
         self.next_delay = opts.restart_delay or 0.0
         self.started_at = 0.0
+        # --ready-fd and --ready-file: told once the main child runs (kernel/ready.py).
+        self.ready_fd: int | None = None
+        self.ready_file: ReadyFile | None = None
 
     # -- start -------------------------------------------------------------
 
@@ -103,6 +107,8 @@ class ContainerInit:
         self.started_at = self.loop.now()
         self.reaper.watch(self.child.pid, self._main_exited)
         console.debug(f"started {self.child.pid}: {_quote(self.opts.command)}")
+        if self.ready_fd is not None or self.ready_file is not None:
+            self._ready(True)
         if self.opts.restart is not None:
             return  # each start of the command is owed the sockets: roost keeps them
         # The sockets now belong to the child; roost keeps no fd it passed on.
@@ -112,6 +118,26 @@ class ContainerInit:
                 os.close(fd)
             except OSError:
                 pass
+
+    def _ready(self, running: bool) -> None:
+        """The main child runs (a newline on --ready-fd, the --ready-file made), or not."""
+        if running and self.ready_fd is not None:
+            from roost.kernel import ready  # noqa: PLC0415 - lazy (start-up): --ready-fd only
+
+            ready.signal_fd(self.ready_fd)
+            self.ready_fd = None
+        if self.ready_file is not None and not (running and self.stopping):
+            pid = self.child.pid if self.child is not None else 0
+            self.ready_file.set(running, f"running: pid {pid}")
+
+    def close(self) -> None:
+        """On leaving: the ready file goes, a --ready-fd never written is closed."""
+        if self.ready_file is not None:
+            self.ready_file.close()
+            self.ready_file = None
+        if self.ready_fd is not None:
+            os.close(self.ready_fd)
+            self.ready_fd = None
 
     # -- signals -----------------------------------------------------------
 
@@ -123,6 +149,7 @@ class ContainerInit:
             return
         if signum in STOP_SIGNALS:
             self.stopping = True
+            self._ready(False)
             if self.backoff is not None:
                 self.backoff.cancel()
                 self.backoff = None
@@ -201,6 +228,7 @@ class ContainerInit:
             self.exec_error = error
             console.say(error)
         self.child.close()
+        self._ready(False)
         if self.drain is not None:
             self.drain.cancel()
             self.drain = None

@@ -44,6 +44,9 @@ options:
   --restart-delay SECS   wait before a restart, doubling each time (1)
   --restart-max-delay S  the longest wait before a restart (30)
   --restart-limit N      restart at most N times
+  --ready-file PATH      a file that exists while COMMAND runs (after its --after
+                         services are up): for a HEALTHCHECK or an exec probe
+  --ready-fd N           write a newline to descriptor N once COMMAND started
 """
 
 class UsageError(Exception):
@@ -54,8 +57,9 @@ class RunOptions:
     """The parsed command line of `roost run`."""
 
     __slots__ = ("after", "command", "config", "control", "grace", "group", "no_new_privs",
-                 "pre_stop_delay", "remap", "restart", "restart_delay", "restart_limit",
-                 "restart_max_delay", "signal_map", "user", "verbose")
+                 "pre_stop_delay", "ready_fd", "ready_file", "remap", "restart",
+                 "restart_delay", "restart_limit", "restart_max_delay", "signal_map", "user",
+                 "verbose")
 
     def __init__(self) -> None:
         self.verbose = False
@@ -74,6 +78,8 @@ class RunOptions:
         self.restart_delay: float | None = None
         self.restart_max_delay: float | None = None
         self.restart_limit: int | None = None
+        self.ready_fd: str | None = None
+        self.ready_file: str | None = None
 
 
 # The longest grace accepted (11.6 days): no container stops that slowly, and a
@@ -230,6 +236,10 @@ def parse(args: "list[str]") -> "RunOptions":
                 opts.restart_max_delay = seconds
         elif name == "--restart-limit":
             opts.restart_limit = _count(name, value())
+        elif name == "--ready-fd":
+            opts.ready_fd = value()
+        elif name == "--ready-file":
+            opts.ready_file = value()
         elif name in ("-h", "--help"):
             raise UsageError("")
         else:

@@ -22,7 +22,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from roost.container.options import RunOptions
     from roost.kernel.accounts import Account
+    from roost.kernel.ready import ReadyFile
 
 
 def _is_open(fd: int) -> bool:
@@ -70,6 +72,18 @@ def _account(spec: str) -> "Account":
         raise UsageError(f"--user: {exc}") from None
 
 
+def _readiness(opts: "RunOptions") -> "tuple[int | None, ReadyFile | None]":
+    """--ready-fd and --ready-file, checked before anything starts; raise UsageError."""
+    from roost.kernel import ready  # noqa: PLC0415 - lazy (start-up): --ready-fd and --ready-file only
+
+    try:
+        fd = ready.ready_fd(opts.ready_fd) if opts.ready_fd is not None else None
+        file = ready.ReadyFile(opts.ready_file) if opts.ready_file is not None else None
+    except ready.Refused as exc:
+        raise UsageError(str(exc)) from None
+    return fd, file
+
+
 def _usage_error(exc: "UsageError") -> int:
     # One line: in a container's log, the reason is all anyone reads.
     sys.stderr.write(f"roost run: {exc} (roost run --help for usage)\n")
@@ -93,6 +107,12 @@ def main(args: "list[str]") -> int:
         account = _account(opts.user) if opts.user is not None else None
     except UsageError as exc:
         return _usage_error(exc)
+    targets: tuple[int | None, ReadyFile | None] = (None, None)
+    if opts.ready_fd is not None or opts.ready_file is not None:
+        try:
+            targets = _readiness(opts)
+        except UsageError as exc:
+            return _usage_error(exc)
     if os.getpid() != 1:
         from roost.kernel import prctl  # noqa: PLC0415 - lazy (start-up): not needed as PID 1
 
@@ -102,19 +122,25 @@ def main(args: "list[str]") -> int:
     init = ContainerInit(opts, loop, reaper)
     init.listen_fds = listen
     init.account = account
+    init.ready_fd, init.ready_file = targets
     if console.verbose():  # else an orphan is only reaped: a storm builds nothing per exit
         reaper.on_orphan = init.on_orphan
     if opts.config is not None:
         from roost.container import sidecars  # noqa: PLC0415 - lazy (start-up): `-c` only
 
-        return sidecars.run(opts, loop, reaper, init)
+        try:
+            return sidecars.run(opts, loop, reaper, init)
+        finally:
+            init.close()
     loop.handle_signals(HANDLED, init.on_signal, ignore=IGNORED)
     try:
         init.start()
     except SpawnError as exc:
         console.say(str(exc))
+        init.close()
         return opts.remap.get(exc.exit_code, exc.exit_code)
     os.chdir("/")
     loop.run()
+    init.close()
     assert init.exit_code is not None
     return init.exit_code

@@ -21,6 +21,8 @@ from roost.up import Manager
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from roost.container.init import ContainerInit
     from roost.container.options import RunOptions
     from roost.kernel.loop import Loop
@@ -56,8 +58,17 @@ def run(opts: RunOptions, loop: Loop, reaper: Reaper, init: ContainerInit) -> in
         outcome["code"] = code
         loop.stop()
 
+    def stopping() -> None:
+        if manager.announcer is not None:
+            manager.announcer.stop()
+
     def stop_then(code: int) -> None:
+        stopping()
         supervisor.stop_all(then=lambda: finish(code))
+
+    def before_sweep(sweep: Callable[[], None]) -> None:
+        stopping()
+        supervisor.stop_all(then=sweep)
 
     def on_signal(signum: int) -> None:
         if init.child is None and init.status is None and signum in STOP_SIGNALS:
@@ -88,9 +99,11 @@ def run(opts: RunOptions, loop: Loop, reaper: Reaper, init: ContainerInit) -> in
             return
         os.chdir("/")  # the main command keeps the directory roost started in; roost holds none
 
-    init.before_sweep = lambda sweep: supervisor.stop_all(then=sweep)
+    init.before_sweep = before_sweep
     loop.handle_signals(HANDLED, on_signal, ignore=IGNORED)
     supervisor.start_all()
+    # $NOTIFY_SOCKET only: --ready-fd and --ready-file follow the main command (init.py).
+    manager.announce()
     supervisor.when(lambda: order.ready_or_failed(opts.after), start_main)
     loop.run()
     manager.close()

@@ -68,6 +68,9 @@ class Supervisor:
         self.health = Checks(loop, reaper, spawner, self._base_env, self._event,
                              pdeathsig=pdeathsig, nofile=nofile)
         self._waiters: list[tuple[Callable[[], bool], Callable[[], None]]] = []
+        # Called after a batch of moves in which a service changed state: roost's own
+        # readiness follows them (announce.py). None costs a roost nobody watches nothing.
+        self.on_change: Callable[[], None] | None = None
         # Services a system's init could not configure, each with its error: shown by
         # status as failed, never started; a reload that succeeds replaces them.
         self.broken = dict(broken or {})
@@ -232,11 +235,13 @@ class Supervisor:
         self._apply(self.order.settle(rt.name, asked, self.loop.now()))
 
     def _apply(self, moves: list[Move]) -> None:
+        changed = False
         for name, action in moves:
             rt = self.services.get(name)
             if rt is None:
                 continue
             if isinstance(action, Changed):
+                changed = True
                 self._announce(rt)
                 self._follow(rt)
             elif isinstance(action, actions.Spawn):
@@ -258,6 +263,8 @@ class Supervisor:
                     callback()
                 else:
                     self._waiters.append((condition, callback))
+        if changed and self.on_change is not None:
+            self.on_change()
 
     def _announce(self, rt: Runtime) -> None:
         m = rt.machine

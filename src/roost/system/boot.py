@@ -139,6 +139,8 @@ class System:
             self.services_down = True
             if manager is not None:
                 manager.stopping = True
+                if manager.announcer is not None:
+                    manager.announcer.stop()
             return
         settings = manager.config.settings
         self.loop.call_later(settings.shutdown_timeout, self._shutdown_overdue)
@@ -339,6 +341,8 @@ class System:
             console.say(f"starting {len(manager.supervisor.services)} services from "
                         f"{manager.config.directory}")
             manager.supervisor.start_all()
+            # Under another manager (a container's engine), roost says when it is ready.
+            manager.announce()
         self.booting = False
         if self.kind is None and manager is None:
             console.say("no supervisor: waiting for a power request")

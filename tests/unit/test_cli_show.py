@@ -93,6 +93,24 @@ def test_status_exit_follows_systemctl_is_active() -> None:
     assert cli_show.status_exit([up, record("bad", "failed", want=None)], named=False) == 3
 
 
+def test_check_names_what_is_not_ready_and_counts_unhealthy() -> None:
+    up, done = record("a"), record("b", "done")
+    stopped = record("idle", "down", want=False)
+    assert cli_show.not_ready_line([up, done, stopped]) == ""
+    assert cli_show.not_ready_line([]) == ""
+    line = cli_show.not_ready_line([up, record("web", "backoff"), record("bad", "failed",
+                                                                         want=None)])
+    assert line == "not ready: web backoff, bad failed (1 up, 1 backoff, 1 failed)"
+    # A health field, where a record has one, decides too; without one a service is healthy.
+    assert cli_show.not_ready_line([record("db", health="unhealthy")]) == \
+        "not ready: db unhealthy (1 up)"
+    assert cli_show.not_ready_line([record("db", health="healthy")]) == ""
+    many = [record(f"s{i}", "starting") for i in range(12)]
+    assert cli_show.not_ready_line(many).endswith("s9 starting and 2 more (12 starting)")
+    # A name a service chose cannot drive the terminal here either.
+    assert "\x1b" not in cli_show.not_ready_line([record("\x1b[2J", "failed")])
+
+
 def test_the_detail_block() -> None:
     tree = {"service": "web", "argv": ["/usr/bin/web", "--port", "80", "two words"],
             "tracking": "cgroup", "cgroup": "/sys/fs/cgroup/roost/web", "main": 42,

@@ -27,6 +27,8 @@ def test_defaults() -> None:
     assert opts.restart is None
     assert opts.restart_delay is None
     assert opts.restart_limit is None
+    assert opts.ready_fd is None
+    assert opts.ready_file is None
 
 
 def test_command_without_double_dash_keeps_its_own_options() -> None:
@@ -255,3 +257,10 @@ def test_forwarded_set() -> None:
                    _signal.SIGTSTP, _signal.SIGALRM, _signal.SIGURG, _signal.SIGRTMIN,
                    _signal.SIGRTMAX):
         assert signum in options.FORWARDED
+
+
+def test_ready_options_take_a_value() -> None:
+    opts = parse(["--ready-fd", "5", "--ready-file=/run/ready", "--", "app"])
+    assert (opts.ready_fd, opts.ready_file) == ("5", "/run/ready")
+    with pytest.raises(UsageError, match="--ready-file needs a value"):
+        parse(["--ready-file"])

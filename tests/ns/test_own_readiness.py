@@ -9,6 +9,7 @@ and as uid 65534.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -348,3 +349,29 @@ def test_the_announcer_loads_only_when_asked(tmp_path: Path) -> None:
     assert results["plain"] == "[]", results
     assert results["ready file"] == "['roost.kernel.ready', 'roost.supervise.announce']", results
 
+
+def test_roost_init_under_a_notify_manager_says_ready_then_stopping(tmp_path: Path) -> None:
+    config = ConfigDir(tmp_path / "conf")
+    gate = tmp_path / "gate"
+    gated(config, "slow", gate)
+    sleeper(config, "plain")
+    # A path, not an abstract name: roost init runs in a network namespace of its own.
+    listener = Datagrams(str(tmp_path / "notify"))
+    log = tmp_path / "init.log"
+    try:
+        with open(log, "wb") as out, Namespace(
+                [*ROOST, "init", "-c", str(config.path)], uts=True, extra_unshare=("--net",),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/",
+                env={**os.environ, "NOTIFY_SOCKET": listener.address}) as ns:
+            wait_for(lambda: "slow: starting" in log.read_text(), timeout=DEADLINE,
+                     what="roost init to start its services")
+            time.sleep(0.5)
+            assert listener.collect() == [], listener.seen
+            gate.touch()
+            assert listener.wait("READY", "1")["STATUS"] == "2 up", listener.seen
+            ns.signal(signal.SIGUSR2)  # poweroff
+            listener.wait("STOPPING", "1")
+            ns.wait(timeout=DEADLINE)
+        print(f"datagrams: {listener.seen}")
+    finally:
+        listener.close()

@@ -118,7 +118,7 @@ def _check_directory(directory: str) -> None:
 class ReadyFile:
     """A file that exists while roost is ready; `set(True/False)` creates or removes it."""
 
-    __slots__ = ("_dir", "_temp", "name", "path", "present")
+    __slots__ = ("_dir", "_temp", "_text", "name", "path", "present")
 
     def __init__(self, path: str):
         """Check the place, remove a stale file; raise Refused saying why it is unusable."""
@@ -144,6 +144,7 @@ class ReadyFile:
         self.path = path
         self.name = name
         self._temp = f".{name}.{os.getpid()}.new"
+        self._text = ""
         self.present = True  # unknown: whatever is there is removed now
         try:
             self.set(False, quiet=False)
@@ -154,7 +155,7 @@ class ReadyFile:
 
     def set(self, ready: bool, text: str = "ready", quiet: bool = True) -> None:
         """Create the file (holding `text`) or remove it; `quiet` says a failure, not raises."""
-        if ready == self.present and not ready:
+        if ready == self.present and (not ready or text == self._text):
             return
         try:
             if ready:
@@ -171,6 +172,7 @@ class ReadyFile:
                         f"it: {exc.strerror}")
             return
         self.present = ready
+        self._text = text if ready else ""
 
     def _write(self, text: str) -> None:
         try:

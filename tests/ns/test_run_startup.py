@@ -120,6 +120,28 @@ def test_pid1_imports_nothing_heavy() -> None:
             "roost.kernel.spawn"} <= imported
     heavy = sorted(m for m in imported if m.split(".")[0] in FORBIDDEN)
     assert not heavy, f"roost run as PID 1 imported {heavy}"
+    assert "roost.kernel.ready" not in imported  # only with --ready-file or --ready-fd
+
+
+def test_ready_options_import_nothing_heavy(tmp_path: Path) -> None:
+    support.require_unshare()
+    read_end, write_end = os.pipe()
+    argv = [*_launcher_argv(), "run", "--ready-file", str(tmp_path / "ready"),
+            "--ready-fd", str(write_end), "--", "true"]
+    try:
+        with Namespace(argv, stderr=subprocess.PIPE, pass_fds=(write_end,)) as ns:
+            os.close(write_end)
+            _, err = ns.proc.communicate(timeout=20)
+        assert ns.proc.returncode == 0, err
+        assert os.read(read_end, 10) == b"\n"
+    finally:
+        os.close(read_end)
+    imported = {line.rsplit("|", 1)[1].strip() for line in err.decode().splitlines()
+                if line.startswith("import time:") and "|" in line}
+    assert "roost.kernel.ready" in imported
+    heavy = sorted(m for m in imported if m.split(".")[0] in FORBIDDEN)
+    assert not heavy, f"roost run with the ready options imported {heavy}"
+    assert not (tmp_path / "ready").exists()
 
 
 def test_new_options_import_nothing_heavy() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from roost import cli, cli_show
+from roost import cli, cli_parser, cli_show
 from roost.control import protocol
 
 
@@ -165,15 +165,15 @@ def test_reload_in_words() -> None:
                                     ) == "added: api, db; changed: web"
 
 
-@pytest.mark.parametrize("command", sorted(cli.HELP))
+@pytest.mark.parametrize("command", sorted(cli_parser.HELP))
 def test_each_subcommand_has_a_description_and_an_example(
         command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         cli.main([command, "--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert cli.HELP[command][1].splitlines()[0] in out
-    assert f"example:\n  {cli.HELP[command][2].splitlines()[0]}" in out
+    assert cli_parser.HELP[command][1].splitlines()[0] in out
+    assert f"example:\n  {cli_parser.HELP[command][2].splitlines()[0]}" in out
 
 
 def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,6 +33,7 @@ RANKS = {
     "roost.container": 6,  # `roost run`
     "roost.cli_show": 6,   # what the client prints, beneath the command line that prints it
     "roost.cli_analyze": 6,  # the picture of a start, likewise
+    "roost.cli_parser": 6,  # the command line's grammar, beneath the command line
     "roost.cli": 7,
     "roost.__main__": 8,   # the entry point: picks the role
 }

@@ -375,3 +375,23 @@ def test_roost_init_under_a_notify_manager_says_ready_then_stopping(tmp_path: Pa
         print(f"datagrams: {listener.seen}")
     finally:
         listener.close()
+
+
+def test_an_unhealthy_service_takes_the_ready_file_away(tmp_path: Path) -> None:
+    config = ConfigDir(tmp_path / "conf")
+    flag = tmp_path / "healthy"
+    flag.touch()
+    sleeper(config, "api", restart="never",
+            health={"command": ["test", "-e", str(flag)], "interval": 0.3, "timeout": 5,
+                    "retries": 1})
+    with shared_directory() as shared:
+        path = shared / "ready"
+        with running(config, "subreaper", tmp_path, args=("--ready-file", str(path))) as roost:
+            wait_for(lambda: roost.status("api").get("health") == "healthy", timeout=DEADLINE,
+                     what="api healthy")
+            assert path.exists() and roost.cli("status", "--check").returncode == 0
+            flag.unlink()
+            wait_for(lambda: not path.exists(), timeout=DEADLINE, what="the file removed")
+            ran = roost.cli("status", "--check")
+            print(ran.stdout, roost.status("api"))
+            assert ran.returncode == 3 and ran.stdout.startswith("not ready: api "), ran

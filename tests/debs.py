@@ -32,6 +32,13 @@ PROGRAMS = {
     "systemd-notify": "systemd",         # the real sd_notify sender
     "podman": "podman",                  # a real container runtime; enables 4 units if installed
     "rsvg-convert": "librsvg2-bin",      # renders `roost analyze`'s SVG, as a viewer would
+    # Daemons started from their own unit files, and the clients a user would use.
+    "redis-server": "redis-server",      # Type=notify, RuntimeDirectory, LimitNOFILE
+    "redis-cli": "redis-tools",
+    "sshd": "openssh-server",            # ExecStartPre, ExecReload, KillMode=process
+    "ssh": "openssh-client",
+    "memcached": "memcached",            # a wrapper script that execs the daemon
+    "haproxy": "haproxy",                # -Ws: a master that speaks sd_notify across reloads
 }
 # The shared libraries tests preload, and their packages.
 LIBRARIES = {
@@ -102,6 +109,18 @@ def fetch(force: bool = False) -> list[str]:
     for deb in sorted(_ARCHIVES.glob("*.deb")):
         subprocess.run(["dpkg-deb", "-x", str(deb), str(ROOT)], check=True, timeout=120)
     return packages
+
+
+def archives(packages: list[str]) -> list[Path]:
+    """The downloaded .deb of each package and of what it needs that the host lacks."""
+    names = sorted({dep for pkg in packages for dep in _missing_dependencies(pkg)})
+    found = []
+    for name in names:
+        debs = sorted(_ARCHIVES.glob(f"{name}_*.deb"))
+        if not debs:
+            raise FileNotFoundError(f"{name}: not downloaded; run `python -m tests.debs`")
+        found.append(debs[-1])
+    return found
 
 
 def unit_files(packages: list[str]) -> list[Path]:

@@ -16,9 +16,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -32,6 +33,9 @@ from tests.support import (
     unique_control,
     wait_for,
 )
+
+if TYPE_CHECKING:
+    from tests.ns.debian_root import DebianRoot
 
 PYTHON = sys.executable
 MODES = ["pid1", "subreaper"]
@@ -119,11 +123,13 @@ class Roost:
 
     def __init__(self, config: ConfigDir, mode: str, workdir: Path, *,
                  args: tuple[str, ...] = (), env: dict[str, str] | None = None,
-                 preexec: Callable[[], None] | None = None):
+                 preexec: Callable[[], None] | None = None,
+                 chroot: DebianRoot | None = None):
         self.config = config
         self.mode = mode
-        self.control = unique_control()
-        self.out_path = workdir / f"roost-{self.control[12:]}.out"
+        self.chroot = chroot
+        self.control = unique_control() if chroot is None else chroot.control
+        self.out_path = workdir / f"roost-{uuid.uuid4().hex[:12]}.out"
         self._out = open(self.out_path, "wb")  # noqa: SIM115 - closed in close()
         argv = [*ROOST, "up", "-c", str(config.path), "--control", self.control, *args]
         popen: dict[str, Any] = {"stdout": self._out, "stderr": subprocess.STDOUT,
@@ -131,7 +137,12 @@ class Roost:
                                  "preexec_fn": preexec}
         self.ns: Namespace | None = None
         self.proc: subprocess.Popen[bytes] | None = None
-        if mode == "pid1":
+        if chroot is not None:
+            # Its own network namespace too: the daemons' ports are its own 127.0.0.1.
+            assert mode == "pid1", "a chrooted roost is PID 1 of its namespaces"
+            require_unshare()
+            self.ns = Namespace(chroot.wrap(argv), extra_unshare=["--net"], **popen)
+        elif mode == "pid1":
             require_unshare()
             self.ns = Namespace(argv, **popen)
         elif mode == "nested":

@@ -11,7 +11,8 @@ import pytest
 from roost.core.exits import ExitStatus
 from roost.core.machine import STOPPING, UP, Machine
 from roost.supervise import command
-from roost.supervise.readiness import Notifications, NotifySocket, admitted, parse
+from roost.supervise.channels import NotifySocket, parse
+from roost.supervise.readiness import Notifications, admitted
 from roost.supervise.runtime import Runtime
 from tests.unit.test_service import config
 

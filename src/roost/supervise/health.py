@@ -15,10 +15,10 @@ import os
 
 from roost.core import machine
 from roost.kernel import console
-from roost.kernel.loop import READ
 from roost.kernel.spawn import SpawnError
 from roost.supervise import command
-from roost.supervise.probes import Connect, shown
+from roost.supervise.probes import CommandProbe, Connect, shown
+from roost.supervise.runtime import HEALTHY, UNHEALTHY, Health
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,100 +27,10 @@ if TYPE_CHECKING:
     from roost.core.actions import Action
     from roost.core.exits import ExitStatus
     from roost.core.model import HealthCheck
-    from roost.kernel.loop import Loop, Timer
+    from roost.kernel.loop import Loop
     from roost.kernel.reaper import Reaper
     from roost.kernel.spawn import Child, Command
     from roost.supervise.runtime import Runtime
-
-STARTING = "starting"
-HEALTHY = "healthy"
-UNHEALTHY = "unhealthy"
-MAX_OUTPUT = 4096  # of a probe command's output, the last bytes are kept to show
-# Reads of what a probe left in its pipe once it exited: a pipe's capacity (64 KiB). What
-# it started may write on; that is not waited for.
-PIPE_READS = 16
-
-
-class Health:
-    """One run's health: its state, the failures in a row, what the last probe said."""
-
-    __slots__ = ("active", "checks", "failures", "last", "probe", "since", "state", "timer")
-
-    def __init__(self, now: float):
-        self.state = STARTING
-        self.since = now
-        self.failures = 0
-        self.checks = 0
-        self.last = ""
-        self.active = True
-        self.timer: Timer | None = None
-        self.probe: Connect | CommandProbe | None = None
-
-    def fields(self, up: bool) -> dict[str, object]:
-        """Its part of the status record; the state only while up, or once it ended the run."""
-        shown_state = self.state if up or self.state == UNHEALTHY else None
-        return {"health": shown_state, "health_failures": self.failures,
-                "health_checks": self.checks, "health_last": self.last}
-
-
-NO_HEALTH: dict[str, object] = {"health": None, "health_failures": 0, "health_checks": 0,
-                                "health_last": ""}
-
-
-class CommandProbe:
-    """A probe command: its process, its output pipe, and its deadline."""
-
-    __slots__ = ("_loop", "child", "output", "read_fd", "timed_out", "timer")
-
-    def __init__(self, loop: Loop, child: Child, read_fd: int):
-        self._loop = loop
-        self.child = child
-        self.read_fd = read_fd
-        self.output = b""
-        self.timed_out = False
-        self.timer: Timer | None = None
-        os.set_blocking(read_fd, False)
-        loop.watch(read_fd, READ, lambda _ev: self.read())
-
-    def read(self) -> None:
-        """Take one read of the pipe, keeping the last MAX_OUTPUT bytes; close it at EOF.
-
-        One per event: a probe that writes without end does not hold the reactor.
-        """
-        if self.read_fd < 0:
-            return
-        try:
-            data = os.read(self.read_fd, MAX_OUTPUT)
-        except BlockingIOError:
-            return
-        if not data:
-            self._close_pipe()
-            return
-        self.output = (self.output + data)[-MAX_OUTPUT:]
-
-    def _close_pipe(self) -> None:
-        if self.read_fd >= 0:
-            self._loop.unwatch(self.read_fd)
-            os.close(self.read_fd)
-            self.read_fd = -1
-
-    def finished(self) -> None:
-        """Its process was reaped: what is left of its output (a pipeful), then nothing held."""
-        for _ in range(PIPE_READS):
-            self.read()
-        self._close_pipe()
-        if self.timer is not None:
-            self.timer.cancel()
-        self.child.close()
-
-    def cancel(self) -> None:
-        """Kill it and whatever it started (its own process group); the reaper still reaps it."""
-        self.child.signal_group(_signal.SIGKILL)
-        self._close_pipe()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
 
 class Checks:
     """Every service's health checks, in the supervisor's reactor, with its spawner."""

@@ -1,14 +1,16 @@
-"""Looking at a service from outside, in the reactor: a TCP connect, an HTTP GET, a file.
+"""Looking at a service, in the reactor: a TCP connect, an HTTP GET, a file, a command.
 
 Nothing here blocks PID 1. A connect is non-blocking and its outcome is the loop's
 event on the socket; every probe has a deadline, a timer; a poll's next try is a
 timer too. Each probe reports once, `done(ok, text)`, and never from inside its own
 constructor. Readiness by polling (`ready = "file:PATH"` or `"tcp:HOST:PORT"`) is a
-Poll: tried soon after the spawn, then ever further apart.
+Poll: tried soon after the spawn, then ever further apart. A probe command
+(CommandProbe) is a process of its own, its output read from a pipe.
 """
 
 from __future__ import annotations
 
+import _signal
 import errno
 import os
 import socket
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection
 
     from roost.kernel.loop import Loop, Timer
+    from roost.kernel.spawn import Child
 
 # Enough for any status line; what a server sends beyond it is never read.
 MAX_RESPONSE = 4096
@@ -207,3 +210,64 @@ class Poll:
         if self._connect is not None:
             self._connect.cancel()
             self._connect = None
+
+
+MAX_OUTPUT = 4096  # of a probe command's output, the last bytes are kept to show
+# Reads of what a probe left in its pipe once it exited: a pipe's capacity (64 KiB). What
+# it started may write on; that is not waited for.
+PIPE_READS = 16
+
+
+class CommandProbe:
+    """A probe command: its process, its output pipe, and its deadline."""
+
+    __slots__ = ("_loop", "child", "output", "read_fd", "timed_out", "timer")
+
+    def __init__(self, loop: Loop, child: Child, read_fd: int):
+        self._loop = loop
+        self.child = child
+        self.read_fd = read_fd
+        self.output = b""
+        self.timed_out = False
+        self.timer: Timer | None = None
+        os.set_blocking(read_fd, False)
+        loop.watch(read_fd, READ, lambda _ev: self.read())
+
+    def read(self) -> None:
+        """Take one read of the pipe, keeping the last MAX_OUTPUT bytes; close it at EOF.
+
+        One per event: a probe that writes without end does not hold the reactor.
+        """
+        if self.read_fd < 0:
+            return
+        try:
+            data = os.read(self.read_fd, MAX_OUTPUT)
+        except BlockingIOError:
+            return
+        if not data:
+            self._close_pipe()
+            return
+        self.output = (self.output + data)[-MAX_OUTPUT:]
+
+    def _close_pipe(self) -> None:
+        if self.read_fd >= 0:
+            self._loop.unwatch(self.read_fd)
+            os.close(self.read_fd)
+            self.read_fd = -1
+
+    def finished(self) -> None:
+        """Its process was reaped: what is left of its output (a pipeful), then nothing held."""
+        for _ in range(PIPE_READS):
+            self.read()
+        self._close_pipe()
+        if self.timer is not None:
+            self.timer.cancel()
+        self.child.close()
+
+    def cancel(self) -> None:
+        """Kill it and whatever it started (its own process group); the reaper still reaps it."""
+        self.child.signal_group(_signal.SIGKILL)
+        self._close_pipe()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import errno as errnos
+import os
+
 from roost.core import machine
-from roost.supervise.health import NO_HEALTH
-from roost.supervise.readiness import Notes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -12,14 +13,78 @@ if TYPE_CHECKING:
     from roost.core.model import ServiceConfig
     from roost.kernel.loop import Timer
     from roost.kernel.spawn import Child
-    from roost.supervise.health import Health
+    from roost.supervise.channels import NotificationFd, NotifySocket
     from roost.supervise.logs import ServiceLog
-    from roost.supervise.probes import Poll
-    from roost.supervise.readiness import NotificationFd, NotifySocket
+    from roost.supervise.probes import CommandProbe, Connect, Poll
 
 
 # A start that never came up settled when it entered one of these.
 _ENDED = frozenset({machine.DONE, machine.FAILED, machine.BACKOFF})
+
+
+STARTING = "starting"
+HEALTHY = "healthy"
+UNHEALTHY = "unhealthy"
+
+
+class Health:
+    """One run's health: its state, the failures in a row, what the last probe said."""
+
+    __slots__ = ("active", "checks", "failures", "last", "probe", "since", "state", "timer")
+
+    def __init__(self, now: float):
+        self.state = STARTING
+        self.since = now
+        self.failures = 0
+        self.checks = 0
+        self.last = ""
+        self.active = True
+        self.timer: Timer | None = None
+        self.probe: Connect | CommandProbe | None = None
+
+    def fields(self, up: bool) -> dict[str, object]:
+        """Its part of the status record; the state only while up, or once it ended the run."""
+        shown_state = self.state if up or self.state == UNHEALTHY else None
+        return {"health": shown_state, "health_failures": self.failures,
+                "health_checks": self.checks, "health_last": self.last}
+
+
+# A service without `health`: its part of the status record (Health.fields).
+NO_HEALTH: dict[str, object] = {"health": None, "health_failures": 0, "health_checks": 0,
+                                "health_last": ""}
+
+
+class Notes:
+    """What a notify service said of itself beyond READY=1: its phase, errno, exit status."""
+
+    __slots__ = ("errno", "exit_status", "ignored", "last", "phase", "phase_since")
+
+    def __init__(self) -> None:
+        # "reloading" (RELOADING=1, until READY=1) or "stopping" (STOPPING=1), and since when.
+        self.phase = ""
+        self.phase_since = 0.0
+        self.errno: int | None = None
+        self.exit_status: int | None = None
+        # What the run before this one said of its end, shown with its exit.
+        self.last = ""
+        self.ignored = 0
+
+    def spawned(self) -> None:
+        """A new run begins: what the last one said goes with its exit; its phase is over."""
+        self.last = self.of_exit()
+        self.errno = self.exit_status = None
+        self.phase = ""
+
+    def of_exit(self) -> str:
+        """ERRNO= and EXIT_STATUS= of this run as shown beside its exit ("" if neither)."""
+        said = []
+        if self.errno is not None:
+            name = errnos.errorcode.get(self.errno)
+            said.append(f"ERRNO={self.errno}" + (f" ({name}: {os.strerror(self.errno)})"
+                                                 if name else ""))
+        if self.exit_status is not None:
+            said.append(f"EXIT_STATUS={self.exit_status}")
+        return ", ".join(said)
 
 
 class Runtime:

@@ -24,11 +24,12 @@ from roost.kernel import chance, console
 from roost.kernel.loop import READ
 from roost.kernel.spawn import SpawnError, spawn
 from roost.supervise import budget, command
+from roost.supervise.channels import NotificationFd, NotifySocket
 from roost.supervise.forking import Daemons
 from roost.supervise.health import Checks
 from roost.supervise.logs import LogSettings, ServiceLog
 from roost.supervise.probes import Poll
-from roost.supervise.readiness import NotificationFd, Notifications, NotifySocket
+from roost.supervise.readiness import Notifications
 from roost.supervise.runtime import Runtime, broken_record
 
 TYPE_CHECKING = False

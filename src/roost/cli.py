@@ -117,15 +117,31 @@ def _fast_up(args: list[str]) -> object | None:
 def _check(ns: argparse.Namespace) -> int:
     from roost.config.load import read  # noqa: PLC0415 - lazy (start-up): `check` only
 
-    directory = _config_dir(ns.directory)
-    config, errors = read(directory)
+    target = os.path.abspath(_config_dir(ns.directory))
+    one = os.path.isfile(target)
+    # One file is checked in its directory: its requirements are the directory's services.
+    config, errors = read(os.path.dirname(target) if one else target)
+    warnings = config.warnings
+    if one:
+        def mine(path: str) -> bool:
+            return path == target or path.startswith(target + ".d" + os.sep)
+        errors = [e for e in errors if mine(e.path)]
+        warnings = [w for w in warnings if mine(w.partition(": ")[0])]
+    for warning in warnings:
+        print(f"warning: {warning}")
     for error in errors:
         print(error)
     if errors:
-        print(f"{len(errors)} error{'s' if len(errors) > 1 else ''} in {config.directory}",
+        print(f"{len(errors)} error{'s' if len(errors) > 1 else ''} in {target}",
               file=sys.stderr)
         return FAILURE
-    print(f"{config.directory}: {len(config.services)} services, valid")
+    if one:
+        if not any(s.path == target for s in config.services.values()):
+            print(f"{target}: not a service file (NAME.toml or NAME.service)", file=sys.stderr)
+            return FAILURE
+        print(f"{target}: valid")
+    else:
+        print(f"{config.directory}: {len(config.services)} services, valid")
     return CHECK_OK
 
 

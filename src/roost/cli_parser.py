@@ -36,10 +36,12 @@ HELP = {
            "shutdown.",
            "roost up -c ./services --log-dir ./logs\n"
            "  roost up -c ./services --ready-file /run/roost-ready"),
-    "check": ("validate a configuration directory",
-              "Read every service file of DIR and print each error; exit 0 when the whole\n"
-              "configuration is valid, 1 when it is not. Nothing is started.",
-              "roost check /etc/roost"),
+    "check": ("validate a configuration directory, or one service file",
+              "Read every service file (NAME.toml) and unit (NAME.service, with its drop-ins)\n"
+              "of DIR and print each error, and a warning for each file roost does not read;\n"
+              "exit 0 when the whole configuration is valid, 1 when it is not. Given a FILE,\n"
+              "check that one. Nothing is started.",
+              "roost check /etc/roost\n  roost check /etc/roost/web.service"),
     "status": ("show the state of services",
                "Without names, a table of every service. With names, each one in detail: its\n"
                "command, since when it is in its state, its processes and its last 10 log lines\n"
@@ -139,8 +141,9 @@ def parser() -> argparse.ArgumentParser:
     control(p)
 
     p = command("check")
-    p.add_argument("directory", nargs="?", metavar="DIR",
-                   help=f"service directory (default: $ROOST_CONFIG or {DEFAULT_CONFIG})")
+    p.add_argument("directory", nargs="?", metavar="DIR|FILE",
+                   help=f"service directory or file (default: $ROOST_CONFIG or "
+                   f"{DEFAULT_CONFIG})")
 
     p = command("status")
     p.add_argument("services", nargs="*", metavar="SERVICE", help="(default: every service)")

@@ -242,6 +242,8 @@ def up(directory: str, *, control: str | None, log_dir: str | None, quiet: bool,
             print(f"roost up: {exc}", file=sys.stderr)
             return 2
     config, errors = read_config(directory)
+    for warning in config.warnings:
+        print(f"roost: warning: {warning}", file=sys.stderr)
     if errors:
         for error in errors:
             print(error, file=sys.stderr)

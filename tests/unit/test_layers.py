@@ -23,19 +23,19 @@ RANKS = {
     "roost.core": 0,       # pure: no OS, no I/O (imports only the standard library's pure parts)
     "roost.kernel": 1,     # the OS edge: every system call roost makes
     "roost.early": 1,
-    "roost.config": 2,
     "roost.importers": 2,  # other supervisors' configurations, as roost service files
     "roost.tracking": 2,
-    "roost.supervise": 3,
-    "roost.control": 4,
-    "roost.up": 5,         # composition root of `roost up`, reused by the other roles
-    "roost.system": 6,     # `roost init`
-    "roost.container": 6,  # `roost run`
-    "roost.cli_show": 6,   # what the client prints, beneath the command line that prints it
-    "roost.cli_analyze": 6,  # the picture of a start, likewise
-    "roost.cli_parser": 6,  # the command line's grammar, beneath the command line
-    "roost.cli": 7,
-    "roost.__main__": 8,   # the entry point: picks the role
+    "roost.config": 3,     # above the importers: a directory's systemd units go through theirs
+    "roost.supervise": 4,
+    "roost.control": 5,
+    "roost.up": 6,         # composition root of `roost up`, reused by the other roles
+    "roost.system": 7,     # `roost init`
+    "roost.container": 7,  # `roost run`
+    "roost.cli_show": 7,   # what the client prints, beneath the command line that prints it
+    "roost.cli_analyze": 7,  # the picture of a start, likewise
+    "roost.cli_parser": 7,  # the command line's grammar, beneath the command line
+    "roost.cli": 8,
+    "roost.__main__": 9,   # the entry point: picks the role
 }
 
 # What the core may take from the standard library: nothing that reaches the OS.

@@ -43,6 +43,7 @@ class ConfigInvalid(Exception):
 
 
 SETTINGS_FILE = "roost.toml"
+SERVICE_FILES = (".toml", ".service")  # the suffixes of what a configuration directory runs
 
 
 def one_line(text: str) -> str:
@@ -73,9 +74,11 @@ def degrade(config: Config, errors: list[ConfigError]) -> dict[str, str]:
     reasons: dict[str, list[str]] = {}
     for error in errors:
         name = os.path.basename(error.path)
-        if (os.path.dirname(error.path) == config.directory and name.endswith(".toml")
+        if (os.path.dirname(error.path) == config.directory and name.endswith(SERVICE_FILES)
                 and name != SETTINGS_FILE):
-            name = name[: -len(".toml")]
+            name = name.rsplit(".", 1)[0]
+        elif os.path.basename(os.path.dirname(error.path)).endswith(".service.d"):
+            name = os.path.basename(os.path.dirname(error.path))[: -len(".service.d")]
         elif error.path == config.directory:
             name = error.path
         reasons.setdefault(name, []).append(_brief(error))

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 
-from roost.config import probes
+from roost.config import probes, units
 from roost.config.check import (
     SERVICE_KEYS,
     SETTINGS_KEYS,
@@ -24,7 +24,7 @@ from roost.config.check import (
 )
 from roost.config.errors import SETTINGS_FILE, ConfigError, ConfigInvalid
 from roost.core.graph import find_cycle
-from roost.core.model import SERVICE_NAME, Config, ServiceConfig, Settings
+from roost.core.model import Config, ServiceConfig, Settings
 from roost.kernel.spawn import find_executable
 
 TYPE_CHECKING = False
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-NAME_RE = re.compile(SERVICE_NAME + r"\Z")
 # SERVICE_KEYS, with the checkers of the modules built on check.py's.
 CHECKERS = {**SERVICE_KEYS, "ready": probes.ready, "health": probes.health}
 
@@ -74,6 +73,11 @@ def _read_toml(path: str, errors: list[ConfigError]) -> tuple[dict[str, Any], st
     except UnicodeDecodeError as exc:
         errors.append(ConfigError(path, f"not UTF-8 text (byte {exc.start})"))
         return None
+    return _parse_toml(path, text, errors)
+
+
+def _parse_toml(path: str, text: str,
+                errors: list[ConfigError]) -> tuple[dict[str, Any], str] | None:
     import tomllib  # noqa: PLC0415 - lazy (memory): the supervisor never loads it (reader.py)
 
     try:
@@ -84,7 +88,9 @@ def _read_toml(path: str, errors: list[ConfigError]) -> tuple[dict[str, Any], st
         if line is None and "end of document" in message:
             line = max(1, len(text.splitlines()))  # where the parser gave up
         message = re.sub(r"\s*\(at .*\)$", "", message)
-        errors.append(ConfigError(path, f"TOML syntax: {message}", line=line))
+        name = os.path.basename(path).removesuffix(".toml")
+        errors.append(ConfigError(path, f"TOML syntax: {message}{units.hint(name, text)}",
+                                  line=line))
     except RecursionError:
         # tomllib descends once per level of nesting; the file is refused, roost is not.
         errors.append(ConfigError(path, "TOML: arrays or tables nested too deeply"))
@@ -113,6 +119,8 @@ def _unknown(path: str, text: str, key: str, known: dict[str, Any]) -> ConfigErr
         return ConfigError(path, f"unknown key {shown(key)}", line=_key_line(text, key))
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if key in ("Unit", "Service", "Install") or key.startswith("program:"):
+        hint = units.hint(os.path.basename(path).removesuffix(".toml"), f"[{key}]")
     return ConfigError(path, f"unknown key{hint}", key=key, line=_key_line(text, key))
 
 
@@ -229,6 +237,22 @@ def _runnable(service: ServiceConfig, name: str, key: str,
         error(key, f"{what} not found: {name}")
     elif not os.access(found, os.X_OK) or os.path.isdir(found):
         error(key, f"not executable: {found}")
+    elif (interpreter := _interpreter(found)) and not os.path.exists(interpreter):
+        # exec fails with ENOENT for a missing interpreter, naming the script, not it.
+        error(key, f"{what} {name}: its #! interpreter {interpreter} does not exist")
+
+
+def _interpreter(path: str) -> str | None:
+    """The program a script's `#!` line names, or None for a binary or no such line."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].split()
+    return os.fsdecode(words[0]) if words else None
 
 
 def _settings(path: str, errors: list[ConfigError]) -> Settings:
@@ -276,27 +300,41 @@ def read(directory: str) -> tuple[Config, list[ConfigError]]:
     # service is still reported in the same pass.
     parsed: dict[str, ServiceConfig] = {}
     texts: dict[str, str] = {}
-    for entry in entries:
-        if not entry.endswith(".toml") or entry == SETTINGS_FILE:
-            continue
-        path = os.path.join(directory, entry)
-        name = entry[: -len(".toml")]
-        if not NAME_RE.match(name):
-            errors.append(ConfigError(path, f"bad service name {name!r}: use letters, digits "
-                                      "and _ . @ - (not first)"))
-            continue
-        loaded = _read_toml(path, errors)
+    warnings: list[str] = []
+    found = units.services(directory, entries, errors, warnings)
+    batch = {name for name, _ in found}
+    for name, path in found:
+        origins: dict[str, tuple[str, str]] | None = None
+        if path.endswith(".service"):
+            got = units.unit(path, batch, warnings, errors)
+            if got is None:
+                continue
+            text, origins = got
+            loaded = _parse_toml(path, text, errors)
+        else:
+            loaded = _read_toml(path, errors)
         if loaded is None:
             continue
         data, text = loaded
         texts[name] = text
-        before = len(errors)
-        service = _service(name, path, data, text, directory, errors)
+        found_here: list[ConfigError] = []
+        service = _service(name, path, data, text, directory, found_here)
+        if origins is not None:
+            found_here = [_in_unit(e, origins) for e in found_here]
+        errors += found_here
         parsed[name] = service
-        if len(errors) == before:
+        if not found_here:
             services[name] = service
     _check_graph(directory, services, parsed, texts, errors)
-    return Config(directory, services, settings), errors
+    return Config(directory, services, settings, warnings), errors
+
+
+def _in_unit(error: ConfigError, origins: dict[str, tuple[str, str]]) -> ConfigError:
+    """An error in a unit's mapped key, told at the unit's line and directive."""
+    if error.key not in origins:
+        return ConfigError(error.path, error.message, key=error.key)
+    file, line = units.location(origins[error.key][0])
+    return ConfigError(file, error.message, key=origins[error.key][1], line=line)
 
 
 def _check_graph(directory: str, services: dict[str, ServiceConfig],

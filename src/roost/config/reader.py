@@ -40,6 +40,7 @@ def _encode(config: Config, errors: list[ConfigError]) -> bytes:
         "settings": _slots(config.settings),
         "services": [_slots(s) for s in config.services.values()],
         "errors": [[e.path, e.message, e.key, e.line] for e in errors],
+        "warnings": config.warnings,
     }).encode()
 
 
@@ -57,7 +58,7 @@ def _decode(data: bytes) -> tuple[Config, list[ConfigError]]:
             service.health = HealthCheck.from_fields(service.health)
         services[service.name] = service
     errors = [ConfigError(path, message, key, line) for path, message, key, line in raw["errors"]]
-    return Config(raw["directory"], services, settings), errors
+    return Config(raw["directory"], services, settings, raw["warnings"]), errors
 
 
 def _child(directory: str, write_fd: int) -> None:

@@ -178,12 +178,15 @@ class Settings:
 class Config:
     """A whole configuration directory: its services and global settings."""
 
-    __slots__ = ("directory", "services", "settings")
+    __slots__ = ("directory", "services", "settings", "warnings")
 
-    def __init__(self, directory: str, services: dict[str, ServiceConfig], settings: Settings):
+    def __init__(self, directory: str, services: dict[str, ServiceConfig], settings: Settings,
+                 warnings: list[str] | None = None):
         self.directory = directory
         self.services = services
         self.settings = settings
+        # Files of the directory roost does not read, and what a unit's mapping left out.
+        self.warnings = warnings or []
 
 
 def changes(old: dict[str, ServiceConfig],

@@ -18,12 +18,20 @@ class Service:
         self.tool = tool
         self.lines: list[str] = []
         self.warnings: list[str] = []
+        # Where each key came from ("file:line", the source's directive), for errors.
+        self.origins: dict[str, tuple[str, str]] = {}
         if not re.fullmatch(SERVICE_NAME, name):
             self.name = re.sub(r"[^A-Za-z0-9_.@-]", "-", name).lstrip("_.@-") or "service"
             self.warnings.append(f"name {name!r} is not a roost service name: {self.name!r}")
 
-    def set(self, key: str, value: object, note: str = "") -> None:
-        """Add `key = value`, with a comment when the mapping is approximate."""
+    def set(self, key: str, value: object, note: str = "",
+            at: tuple[str, str] | None = None) -> None:
+        """Add `key = value`, with a comment when the mapping is approximate.
+
+        `at` is where the value came from ("file:line" and the directive there).
+        """
+        if at is not None:
+            self.origins[key] = at
         line = f"{key} = {_toml(value)}"
         self.lines.append(f"{line}  # {note}" if note else line)
 

@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 
 
 class Refused(ValueError):
-    """The unit cannot be imported; the message says why, naming the file and line."""
+    """The unit cannot be imported: where (file, line), the directive and why."""
+
+    def __init__(self, where: str, reason: str, directive: str | None = None):
+        super().__init__(f"{where}: {reason}")
+        self.where, self.reason, self.directive = where, reason, directive
 
 
 TYPES = {"simple": "simple", "exec": "simple", "forking": "forking", "oneshot": "oneshot",
@@ -62,7 +66,7 @@ def parse(text: str, path: str) -> list[tuple[str, str, str, int]]:
             continue
         key, sep, value = line.partition("=")
         if not sep or not section:
-            raise Refused(f"{path}:{first}: not an assignment in a section: {line[:60]!r}")
+            raise Refused(f"{path}:{first}", f"not an assignment in a section: {line[:60]!r}")
         out.append((section, key.strip(), value.strip(), first))
     return out
 
@@ -83,7 +87,7 @@ def split(line: str, env: Mapping[str, str], specifiers: Mapping[str, str],
             if c in "'\"" and not quoted:
                 end = line.find(c, i + 1)
                 if end < 0:
-                    raise Refused(f"{where}: unbalanced quotes")
+                    raise Refused(where, "unbalanced quotes")
                 word.append(_unescape(line[i + 1:end], env, specifiers, where))
                 i = end + 1
                 continue
@@ -116,7 +120,7 @@ def _unescape(text: str, env: Mapping[str, str], specifiers: Mapping[str, str],
             elif spec in specifiers:
                 out.append(specifiers[spec])
             else:
-                raise Refused(f"{where}: the specifier %{spec} has no value at import")
+                raise Refused(where, f"the specifier %{spec} has no value at import")
             i += 2
         elif c == "$" and i + 1 < len(text):
             m = re.match(r"\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)", text[i + 1:])
@@ -152,7 +156,8 @@ def _environment_file(spec: str, where: str) -> tuple[dict[str, str], str]:
     except OSError as exc:
         if optional:
             return {}, f"EnvironmentFile {path} is missing (optional)"
-        raise Refused(f"{where}: EnvironmentFile {path}: {exc.strerror}") from None
+        raise Refused(where, f"EnvironmentFile {path}: {exc.strerror}",
+                      "EnvironmentFile") from None
     pairs: dict[str, str] = {}
     for raw in text.splitlines():
         line = raw.strip()
@@ -176,12 +181,67 @@ def seconds(value: str, where: str) -> float:
     parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)", value)
     if (not re.fullmatch(r"(\s*[0-9]+(\.[0-9]+)?\s*[a-z]*)+\s*", value)
             or any(unit and unit not in units for _, unit in parts)):
-        raise Refused(f"{where}: not a time span: {value!r}")
+        raise Refused(where, f"not a time span: {value!r}")
     return sum(float(number) * units.get(unit or "s", 1) for number, unit in parts)
 
 
+def dropins(path: str) -> list[str]:
+    """The drop-in files of the unit at `path`, in the order systemd applies them.
+
+    systemd.unit(5): `NAME.service.d/*.conf` beside the unit, and for `a-b-c.service`
+    also `a-.service.d` and `a-b-.service.d`, for `t@i.service` also `t@.service.d`,
+    and `service.d` for every service. Files apply in the lexical order of their names
+    whatever their directory; of two with the same name the more specific one wins.
+    """
+    directory, unit = os.path.split(path)
+    chosen: dict[str, str] = {}
+    for d in dropins_dirs(unit):  # least specific first: a more specific file replaces it
+        try:
+            entries = os.listdir(os.path.join(directory, d))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.endswith(".conf"):
+                chosen[entry] = os.path.join(directory, d, entry)
+    return [chosen[entry] for entry in sorted(chosen)]
+
+
+def dropins_dirs(unit: str) -> list[str]:
+    """The names of the drop-in directories of `unit` (NAME.service), least specific first."""
+    name = unit.removesuffix(".service")
+    dirs = ["service.d"]
+    dirs += [name[:i + 1] + ".service.d" for i, c in enumerate(name) if c == "-"]
+    prefix, at, instance = name.partition("@")
+    if at and instance:
+        dirs.append(f"{prefix}@.service.d")
+    return [*dirs, unit + ".d"]
+
+
+def assignments(path: str) -> list[tuple[str, str, str, str]]:
+    """The unit's assignments and then its drop-ins': (section, key, value, "file:line")."""
+    out = []
+    for file in [path, *dropins(path)]:
+        try:
+            with open(file, encoding="utf-8") as f:
+                body = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Refused(file, str(exc)) from None
+        out += [(section, key, value, f"{file}:{line}")
+                for section, key, value, line in parse(body, file)]
+    return out
+
+
+def specifiers_of(unit: str) -> dict[str, str]:
+    """The specifiers systemd.unit(5) gives a system unit named `unit`, resolved here."""
+    name = unit.removesuffix(".service")
+    prefix, _, instance = name.partition("@")
+    return {"n": unit, "N": name, "p": prefix, "i": instance, "I": instance.replace("-", "/"),
+            "j": prefix.rsplit("-", 1)[-1], "t": "/run", "S": "/var/lib", "C": "/var/cache",
+            "L": "/var/log", "E": "/etc", "T": "/tmp", "V": "/var/tmp"}
+
+
 def convert(path: str, batch: set[str] | None = None) -> Service:
-    """One unit file as a roost service; Refused says why it cannot be.
+    """One unit file, with its drop-ins, as a roost service; Refused says why it cannot be.
 
     A unit's environment is its own (Environment=, EnvironmentFile=), never the
     importer's: `$VAR` expands from those alone. With `batch`, the units imported
@@ -191,60 +251,55 @@ def convert(path: str, batch: set[str] | None = None) -> Service:
     unit = os.path.basename(path)
     name, _, suffix = unit.rpartition(".")
     if suffix != "service":
-        raise Refused(f"{path}: only .service units are imported")
-    prefix, at, instance = name.partition("@")
+        raise Refused(path, "only .service units are imported")
+    _, at, instance = name.partition("@")
     if at and not instance:
-        raise Refused(f"{path}: a template: import an instance of it (NAME@INSTANCE.service)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Refused(f"{path}: {exc}") from None
-    specifiers = {"n": unit, "N": name, "p": prefix, "i": instance, "I": instance.replace(
-        "-", "/"), "j": prefix.rsplit("-", 1)[-1], "t": "/run", "S": "/var/lib",
-        "C": "/var/cache", "L": "/var/log", "E": "/etc", "T": "/tmp", "V": "/var/tmp"}
+        raise Refused(path, "a template: import an instance of it (NAME@INSTANCE.service)")
+    specifiers = specifiers_of(unit)
     service = Service(name, path, "systemd")
-    values: dict[str, list[tuple[str, int]]] = {}
-    for section, key, value, line in parse(text, path):
+    values: dict[str, list[tuple[str, str]]] = {}
+    for section, key, value, where in assignments(path):
         if section not in ("Unit", "Service", "Install"):
-            raise Refused(f"{path}:{line}: [{section}]: not a section of a service unit")
+            raise Refused(where, f"[{section}]: not a section of a service unit")
         if value == "":
             values.pop(key, None)  # an empty assignment resets the list
             continue
-        values.setdefault(key, []).append((value, line))
+        values.setdefault(key, []).append((value, where))
     env: dict[str, str] = {}
-    for spec, line in values.get("EnvironmentFile", []):
-        pairs, note = _environment_file(spec, f"{path}:{line}")
+    for spec, where in values.get("EnvironmentFile", []):
+        pairs, note = _environment_file(spec, where)
         env.update(pairs)
         service.lines.append(f"# {note}")
-    for value, line in values.get("Environment", []):
-        env.update(_environment(value, f"{path}:{line}"))
+    for value, where in values.get("Environment", []):
+        env.update(_environment(value, where))
     for key in AROUND:
         if key in values:
-            value, line = values[key][0]
-            raise Refused(f"{path}:{line}: {key}= ({value[:40]}): roost runs no command "
-                          "before or after a service's main one")
-    kind = values.get("Type", [("simple", 0)])[-1][0]
+            value, where = values[key][0]
+            raise Refused(where, f"{key}= ({value[:40]}): roost runs no command "
+                          "before or after a service's main one", key)
+    kind, where = values.get("Type", [("simple", path)])[-1]
     if kind not in TYPES:
-        raise Refused(f"{path}: Type={kind}: roost cannot supervise it")
+        raise Refused(where, f"Type={kind}: roost cannot supervise it", "Type")
     starts = values.get("ExecStart", [])
     if not starts:
-        raise Refused(f"{path}: no ExecStart=")
+        raise Refused(path, "no ExecStart=", "ExecStart")
     if len(starts) > 1:
-        raise Refused(f"{path}:{starts[1][1]}: several ExecStart= lines: roost runs one command")
-    command, line = starts[0]
-    where = f"{path}:{line}"
+        raise Refused(starts[1][1], "several ExecStart= lines: roost runs one command",
+                      "ExecStart")
+    command, where = starts[0]
     flags = re.match(r"[-@:+!]*", command).group(0)  # type: ignore[union-attr]
     command = command[len(flags):]
     if "@" in flags or "+" in flags or "!" in flags:
-        raise Refused(f"{where}: ExecStart={flags}...: roost has no equivalent of {flags!r}")
+        raise Refused(where, f"ExecStart={flags}...: roost has no equivalent of {flags!r}",
+                      "ExecStart")
     argv = split(command, {} if ":" in flags else env, specifiers, where)
     if not argv:
-        raise Refused(f"{where}: an empty ExecStart=")
-    service.set("command", argv, "a failing exit is not ignored by roost" if "-" in flags else "")
+        raise Refused(where, "an empty ExecStart=", "ExecStart")
+    service.set("command", argv, "a failing exit is not ignored by roost" if "-" in flags else "",
+                at=(where, "ExecStart"))
     service.set("type", TYPES[kind], "" if kind in ("simple", "forking", "oneshot", "notify")
-                else f"Type={kind}")
-    _service_keys(service, kind, values, env, specifiers, path)
+                else f"Type={kind}", at=(values.get("Type", [("", path)])[-1][1], "Type"))
+    _service_keys(service, kind, values, env, specifiers)
     _unit_keys(service, values, batch)
     service.warnings += [f"{key}= (roost has no equivalent)" for key in sorted(values)
                          if key not in HANDLED]
@@ -257,29 +312,26 @@ HANDLED = {"Type", "ExecStart", "Environment", "EnvironmentFile", "Restart", "Re
            "TasksMax", "CPUWeight", "Requires", "Wants"}
 
 
-def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str, int]]],
-                  env: Mapping[str, str], specifiers: Mapping[str, str], path: str) -> None:
+def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str, str]]],
+                  env: Mapping[str, str], specifiers: Mapping[str, str]) -> None:
     def last(key: str) -> tuple[str, str] | None:
-        if key not in values:
-            return None
-        value, line = values[key][-1]
-        return value, f"{path}:{line}"
+        return values[key][-1] if key in values else None
 
     if (got := last("Restart")) is not None:
         value, where = got
         if value == "on-success":
-            raise Refused(f"{where}: Restart=on-success: roost has no such policy")
+            raise Refused(where, "Restart=on-success: roost has no such policy", "Restart")
         if value not in RESTARTS:
-            raise Refused(f"{where}: Restart={value}: not a policy")
+            raise Refused(where, f"Restart={value}: not a policy", "Restart")
         service.set("restart", RESTARTS[value], "" if value in ("no", "always", "on-failure")
-                    else f"Restart={value}: roost restarts on any failure")
+                    else f"Restart={value}: roost restarts on any failure", at=(where, "Restart"))
     elif kind != "oneshot":
         service.set("restart", "never", "systemd's default, Restart=no")
     for key, roost_key in (("RestartSec", "restart_delay"), ("TimeoutStartSec", "start_timeout"),
                            ("TimeoutStopSec", "stop_timeout")):
         got = last(key) or (last("TimeoutSec") if key != "RestartSec" else None)
         if got is not None:
-            service.set(roost_key, seconds(got[0], got[1]))
+            service.set(roost_key, seconds(got[0], got[1]), at=(got[1], key))
     for key, roost_key in (("User", "user"), ("Group", "group"), ("PIDFile", "pid_file")):
         if (got := last(key)) is None:
             continue
@@ -287,33 +339,35 @@ def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str,
             service.warnings.append(f"PIDFile={got[0]} (roost reads a pid file for forking "
                                     "services only)")
             continue
-        service.set(roost_key, _unescape(got[0], env, specifiers, got[1]))
+        service.set(roost_key, _unescape(got[0], env, specifiers, got[1]), at=(got[1], key))
     if (got := last("WorkingDirectory")) is not None:
         directory = got[0].lstrip("-")
         if directory != "~":
-            service.set("working_directory", _unescape(directory, env, specifiers, got[1]))
+            service.set("working_directory", _unescape(directory, env, specifiers, got[1]),
+                        at=(got[1], "WorkingDirectory"))
     if (got := last("KillSignal")) is not None:
         try:
-            service.set("stop_signal", sigs.name(sigs.number(got[0])).removeprefix("SIG"))
+            service.set("stop_signal", sigs.name(sigs.number(got[0])).removeprefix("SIG"),
+                        at=(got[1], "KillSignal"))
         except ValueError:
-            raise Refused(f"{got[1]}: KillSignal={got[0]}: no such signal") from None
+            raise Refused(got[1], f"KillSignal={got[0]}: no such signal", "KillSignal") from None
     if (got := last("NotifyAccess")) is not None:
         if kind in ("notify", "notify-reload"):
-            service.set("notify_access", got[0])
+            service.set("notify_access", got[0], at=(got[1], "NotifyAccess"))
         else:
             service.warnings.append(f"NotifyAccess={got[0]} (only a notify service has a "
                                     "notify socket in roost)")
     if (got := last("MemoryMax")) is not None and got[0] != "infinity":
-        service.set("memory_max", got[0])
+        service.set("memory_max", got[0], at=(got[1], "MemoryMax"))
     if (got := last("TasksMax")) is not None and got[0] != "infinity" and got[0].isdigit():
-        service.set("pids_max", int(got[0]))
+        service.set("pids_max", int(got[0]), at=(got[1], "TasksMax"))
     if (got := last("CPUWeight")) is not None and got[0].isdigit():
-        service.set("cpu_weight", int(got[0]))
+        service.set("cpu_weight", int(got[0]), at=(got[1], "CPUWeight"))
     if env and "Environment" in values:
-        service.set("environment", dict(env))
+        service.set("environment", dict(env), at=(values["Environment"][-1][1], "Environment"))
 
 
-def _unit_keys(service: Service, values: dict[str, list[tuple[str, int]]],
+def _unit_keys(service: Service, values: dict[str, list[tuple[str, str]]],
                batch: set[str] | None) -> None:
     for key, roost_key in (("Requires", "requires"), ("Wants", "wants")):
         names = [n for v, _ in values.get(key, []) for n in v.split()]
@@ -322,7 +376,7 @@ def _unit_keys(service: Service, values: dict[str, list[tuple[str, int]]],
         others = [n for n in names if not n.endswith(".service")
                   or (batch is not None and n.removesuffix(".service") not in batch)]
         if services:
-            service.set(roost_key, services)
+            service.set(roost_key, services, at=(values[key][-1][1], key))
         if others:
             service.warnings.append(f"{key}={' '.join(others)} (not a service imported with it)")
 

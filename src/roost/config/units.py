@@ -33,6 +33,7 @@ def services(directory: str, entries: list[str], errors: list[ConfigError],
     not read is named in `warnings`.
     """
     found: dict[str, str] = {}
+    twice: set[str] = set()  # neither of the two is read: which one was meant is unknown
     for entry in entries:
         path = os.path.join(directory, entry)
         if entry == SETTINGS_FILE or entry.endswith("~"):
@@ -49,9 +50,10 @@ def services(directory: str, entries: list[str], errors: list[ConfigError],
         if name in found:
             errors.append(ConfigError(path, f"{os.path.basename(found[name])} names the same "
                                       "service: keep one of the two"))
+            twice.add(name)
             continue
         found[name] = path
-    return sorted(found.items())
+    return sorted((name, path) for name, path in found.items() if name not in twice)
 
 
 def _split(entry: str) -> tuple[str, str | None]:

@@ -82,11 +82,12 @@ def test_descriptors_sent_with_a_datagram_are_closed_and_it_still_counts() -> No
     got: list[tuple[int, dict[str, str] | None]] = []
     pipe: list[int] = []
 
-    def message(pid: int, fields: dict[str, str] | None) -> None:
+    def message(pid: int, fields: dict[str, str] | None, fds: list[int]) -> None:
         # Not yet closed while the datagram is handled: the sender still waits, alive, so
         # that it can be found to be a process of the service.
         with pytest.raises(BlockingIOError):
             os.read(pipe[0], 1)
+        assert len(fds) == 4
         got.append((pid, fields))
 
     loop = FakeLoop()
@@ -252,9 +253,37 @@ def test_a_watchdog_is_announced_in_the_main_process_environment() -> None:
     cmd = command.build(cfg, command.inherited({"WATCHDOG_USEC": "1", "WATCHDOG_PID": "1",
                                                 "PATH": "/bin"}),
                         log_fd=1, notify_socket="@roost/notify/x")
-    assert (cmd.env["WATCHDOG_USEC"], cmd.env_pid_var) == ("1500000", "WATCHDOG_PID")
+    assert (cmd.env["WATCHDOG_USEC"], cmd.env_pid_vars) == ("1500000", ("WATCHDOG_PID",))
     # None without watchdog_sec: what roost itself was given is not passed on.
     cmd = command.build(config(type="notify"), command.inherited(
         {"WATCHDOG_USEC": "1", "WATCHDOG_PID": "1"}), log_fd=1, notify_socket="@x")
     assert "WATCHDOG_USEC" not in cmd.env and "WATCHDOG_PID" not in cmd.env
-    assert cmd.env_pid_var is None
+    assert cmd.env_pid_vars == ()
+
+
+def test_a_descriptor_the_service_stores_is_kept_and_the_rest_closed() -> None:
+    # FDSTORE=1: what the handler takes out of the list stays open, in roost's hands.
+    kept: list[int] = []
+
+    def message(pid: int, fields: dict[str, str] | None, fds: list[int]) -> None:
+        kept.append(fds.pop(0))
+
+    loop = FakeLoop()
+    sock = NotifySocket(loop, "svc", message)
+    before = open_fds()
+    read_end, write_end = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+            client.sendmsg([b"FDSTORE=1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                            array.array("i", [read_end, write_end]))],
+                           0, "\0" + sock.address[1:])
+        sock._readable(0)
+        (fd,) = kept
+        os.write(write_end, b"x")
+        assert os.read(fd, 1) == b"x", "the stored copy is the pipe's read end"
+        os.close(write_end)
+        os.close(read_end)
+        assert open_fds() == before | {str(fd)}, "the other copy roost received was closed"
+        os.close(fd)
+    finally:
+        sock.close()

@@ -44,7 +44,10 @@ MAX_BYTES = 1 << 50  # a memory limit or a log file size: 1 PiB
 MAX_PIDS = 1 << 22  # the kernel's PID_MAX_LIMIT on 64-bit
 MAX_ID = 0xFFFFFFFE  # uid_t and gid_t; (uid_t)-1 means "unchanged" to setresuid
 MAX_SIGNAL = 64  # SIGRTMAX on Linux
-MAX_READY_FD = 1023  # below the customary soft RLIMIT_NOFILE a service starts with
+MAX_READY_FD = 1023
+# Descriptors one service may store in roost (FDSTORE=1): counted in the descriptor budget,
+# and passed from fd 3 up at each start, below the customary soft RLIMIT_NOFILE.
+MAX_FD_STORE = 1000  # below the customary soft RLIMIT_NOFILE a service starts with
 
 
 def _seconds(value: Any) -> float:
@@ -258,6 +261,7 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "ready": lambda v: v,  # checked by load with config/probes.py, which builds on this module
     "notify_access": _choice(NOTIFY_ACCESS),
     "watchdog_sec": _seconds,
+    "fd_store_max": _count(0, MAX_FD_STORE),
     "user": _account,
     "group": _account,
     "working_directory": _string,

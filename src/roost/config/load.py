@@ -184,6 +184,8 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
         error("notify_access", "only a notify service has a notify socket")
     if service.type != "notify" and "watchdog_sec" in values:
         error("watchdog_sec", "only a notify service can send WATCHDOG=1")
+    if service.type != "notify" and service.fd_store_max:
+        error("fd_store_max", "only a notify service can send FDSTORE=1")
     if service.type != "forking" and service.pid_file is not None:
         error("pid_file", "only a forking service has a pid file")
     if service.type == "oneshot" and service.restart == "always":

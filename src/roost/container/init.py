@@ -98,7 +98,7 @@ class ContainerInit:
             fds[fd] = fd
         tty = self.tty = _foreground_tty()
         command = Command(self.opts.command, env=env, fds=fds, session=NEW_GROUP,
-                          foreground_tty=tty, env_pid_var="LISTEN_PID" if listen else None,
+                          foreground_tty=tty, env_pid_vars=("LISTEN_PID",) if listen else (),
                           uid=uid, gid=gid, groups=groups,
                           no_new_privs=self.opts.no_new_privs)
         self.child = spawn(command)

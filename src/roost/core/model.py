@@ -63,6 +63,7 @@ class ServiceConfig:
         "autostart",
         "cpu_weight",
         "environment",
+        "fd_store_max",
         "group",
         "health",
         "memory_max",
@@ -119,6 +120,9 @@ class ServiceConfig:
         # A notify service that stays silent (no WATCHDOG=1) this long once up is ended
         # as hung; 0 = no watchdog.
         self.watchdog_sec = 0.0
+        # Descriptors a notify service may leave with roost (FDSTORE=1), handed back at its
+        # next start with LISTEN_FDS; 0 = none kept.
+        self.fd_store_max = 0
         self.user: str | None = None
         self.group: str | None = None
         self.working_directory: str | None = None

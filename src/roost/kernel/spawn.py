@@ -41,7 +41,7 @@ class Command:
         "cgroup",
         "cwd",
         "env",
-        "env_pid_var",
+        "env_pid_vars",
         "executable",
         "fds",
         "foreground_tty",
@@ -61,7 +61,7 @@ class Command:
                  groups: "Sequence[int] | None" = None, fds: "Mapping[int, int] | None" = None,
                  session: str = NEW_SESSION, foreground_tty: "int | None" = None,
                  pdeathsig: int = 0, nofile: "tuple[int, int] | None" = None,
-                 env_pid_var: "str | None" = None, cgroup: "str | None" = None,
+                 env_pid_vars: "Sequence[str]" = (), cgroup: "str | None" = None,
                  no_new_privs: bool = False):
         self.argv = list(argv)
         self.executable = executable
@@ -77,8 +77,9 @@ class Command:
         self.foreground_tty = foreground_tty
         self.pdeathsig = pdeathsig
         self.nofile = nofile
-        # Set to the child's own PID in its environment (LISTEN_PID of socket activation).
-        self.env_pid_var = env_pid_var
+        # Set to the child's own PID in its environment (LISTEN_PID of socket activation,
+        # WATCHDOG_PID): only the child knows it before its exec.
+        self.env_pid_vars = tuple(env_pid_vars)
         # A cgroup v2 directory the child joins before anything else, so that it and
         # everything it forks are tracked from the first instruction of the new program.
         self.cgroup = cgroup
@@ -260,8 +261,8 @@ def _child(command: "Command", executable: str, err_w: int, parent: int) -> None
         if command.uid is not None:
             stage = f"setuid {command.uid}"
             os.setresuid(command.uid, command.uid, command.uid)
-        if command.env_pid_var:
-            command.env[command.env_pid_var] = str(os.getpid())
+        for var in command.env_pid_vars:
+            command.env[var] = str(os.getpid())
         stage = f"exec {executable}"
         _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
         os.execve(executable, command.argv, command.env)

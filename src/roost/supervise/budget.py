@@ -41,6 +41,7 @@ def per_service(config: ServiceConfig, log_files: bool) -> int:
         count += 1
     if config.type == "notify":
         count += 1  # the notify socket, kept across restarts
+        count += config.fd_store_max  # what it stored, kept across restarts
     if config.ready_fd is not None:
         count += 2  # a fresh notification pipe per start, both ends until the child has one
     elif config.ready.startswith("tcp:"):

@@ -74,16 +74,17 @@ class NotificationFd:
 
 
 class NotifySocket:
-    """A service's $NOTIFY_SOCKET; calls `on_message(pid, fields)` per datagram.
+    """A service's $NOTIFY_SOCKET; calls `on_message(pid, fields, fds)` per datagram.
 
     `fields` is None for a datagram that is not a notification: cut at MAX_DATAGRAM,
-    or holding a NUL byte or bytes that are not UTF-8.
+    or holding a NUL byte or bytes that are not UTF-8. `fds` are the descriptors it
+    carried: the callee takes those it keeps out of the list; the rest are closed.
     """
 
     __slots__ = ("_loop", "_on_message", "_sock", "address")
 
     def __init__(self, loop: Loop, name: str,
-                 on_message: Callable[[int, dict[str, str] | None], None]):
+                 on_message: Callable[[int, dict[str, str] | None, list[int]], None]):
         self._loop = loop
         self._on_message = on_message
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -105,22 +106,22 @@ class NotifySocket:
             except (BlockingIOError, InterruptedError):
                 return
             pid = 0
-            passed: list[bytes] = []
+            passed: list[int] = []
             for level, kind, payload in ancdata:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                     pid = _UCRED.unpack(payload[: _UCRED.size])[0]
                 elif level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    passed.append(payload)
+                    passed += _descriptors(payload)
             whole = not flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC)
             try:
-                self._on_message(pid, parse(data) if whole else None)
+                self._on_message(pid, parse(data) if whole else None, passed)
             finally:
-                # roost stores no descriptors. Closing them ends a sender's BARRIER=1
-                # wait (its pipe's last write end): only once the datagram is done
-                # with, for the sender may exit then, and a sender gone cannot be
-                # told to be a process of the service.
-                for payload in passed:
-                    _close_all(payload)
+                # What was not stored is closed. That ends a sender's BARRIER=1 wait
+                # (its pipe's last write end): only once the datagram is done with,
+                # for the sender may exit then, and a sender gone cannot be told to be
+                # a process of the service.
+                for fd in passed:
+                    _close(fd)
 
     def close(self) -> None:
         """Stop listening and release the socket."""
@@ -147,11 +148,14 @@ def parse(data: bytes) -> dict[str, str] | None:
     return fields
 
 
-def _close_all(payload: bytes) -> None:
+def _descriptors(payload: bytes) -> list[int]:
     fds = array.array("i")
     fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    return list(fds)
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass

@@ -7,7 +7,7 @@ from roost.kernel.spawn import Command
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from roost.core.model import ServiceConfig
 
@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 # addressed to roost.
 PRIVATE_ENV = frozenset({"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
                          "ROOST_CONTROL", "WATCHDOG_USEC", "WATCHDOG_PID"})
+
+
+# SD_LISTEN_FDS_START: the first descriptor a service is handed.
+LISTEN_FDS_START = 3
 
 
 def inherited(environ: Mapping[str, str]) -> dict[str, str]:
@@ -25,26 +29,34 @@ def inherited(environ: Mapping[str, str]) -> dict[str, str]:
 def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fd: int,
           ready_fd: int | None = None, notify_socket: str | None = None,
           pdeathsig: int = 0, nofile: tuple[int, int] | None = None,
-          cgroup: str | None = None, argv: list[str] | None = None) -> Command:
+          cgroup: str | None = None, argv: list[str] | None = None,
+          passed: Sequence[tuple[str, int]] = ()) -> Command:
     """The Command for one start of a service; raise UnknownAccount for a user that is gone.
 
     `ready_fd` is roost's end of the notification pipe, put at the number
     `ready = "fd:N"` names; `notify_socket` the address for $NOTIFY_SOCKET, with
     $WATCHDOG_USEC and $WATCHDOG_PID (the child's own pid) when it has a watchdog.
     `argv` runs another program in the service's place, as it would run (a health check's).
+    `passed` are (name, descriptor) handed over from fd 3 up, with LISTEN_FDS, LISTEN_PID
+    and LISTEN_FDNAMES as sd_listen_fds(3) reads them.
     """
     account = accounts.resolve(config.user, config.group)
     env = dict(base_env)
     env.update(account.env)
     env.update(config.environment)
-    pid_var = None
+    pid_vars: list[str] = []
     if notify_socket is not None:
         env["NOTIFY_SOCKET"] = notify_socket
         if config.watchdog_sec > 0:
             # sd_watchdog_enabled() heeds WATCHDOG_USEC only in the process WATCHDOG_PID names.
             env["WATCHDOG_USEC"] = str(round(config.watchdog_sec * 1_000_000))
-            pid_var = "WATCHDOG_PID"
+            pid_vars.append("WATCHDOG_PID")
     fds = {1: log_fd, 2: log_fd}
+    if passed:
+        fds.update({LISTEN_FDS_START + i: fd for i, (_name, fd) in enumerate(passed)})
+        env["LISTEN_FDS"] = str(len(passed))
+        env["LISTEN_FDNAMES"] = ":".join(name for name, _fd in passed)
+        pid_vars.append("LISTEN_PID")
     if ready_fd is not None and config.ready_fd is not None:
         fds[config.ready_fd] = ready_fd
         if config.ready.startswith("pipevar:"):
@@ -52,4 +64,4 @@ def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fd: int,
     return Command(config.argv if argv is None else argv, env=env,
                    cwd=config.working_directory, umask=config.umask, uid=account.uid,
                    gid=account.gid, groups=account.groups, fds=fds, pdeathsig=pdeathsig,
-                   nofile=nofile, cgroup=cgroup, env_pid_var=pid_var)
+                   nofile=nofile, cgroup=cgroup, env_pid_vars=pid_vars)

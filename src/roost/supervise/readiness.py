@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 MAX_USEC = MAX_SECONDS * 1_000_000
 MAX_ERRNO = 4095
+FDNAME_MAX = 255  # systemd's longest descriptor name
 
 
 def admitted(access: str, pid: int, main_pid: int | None, member: Callable[[int], bool]) -> bool:
@@ -55,8 +56,12 @@ class Notifications:
         self._daemons = daemons
         self._event = event
 
-    def message(self, rt: Runtime, pid: int, fields: dict[str, str] | None) -> None:
-        """One datagram from `pid` (`fields` None: not a notification): counted, or done."""
+    def message(self, rt: Runtime, pid: int, fields: dict[str, str] | None,
+                fds: list[int] | None = None) -> None:
+        """One datagram from `pid` (`fields` None: not a notification): counted, or done.
+
+        Of `fds`, the descriptors it carried, those stored (FDSTORE=1) are taken out.
+        """
         if fields is None:
             rt.notify_malformed += 1
             if sometimes(rt.notify_malformed):
@@ -73,14 +78,22 @@ class Notifications:
                             f"the service (notify_access = \"{access}\"; "
                             f"{rt.notify_refused} refused so far)")
             return
-        self.fields(rt, fields)
+        self.fields(rt, fields, fds)
 
-    def fields(self, rt: Runtime, fields: dict[str, str]) -> None:
+    def fields(self, rt: Runtime, fields: dict[str, str], fds: list[int] | None = None) -> None:
         """An admitted notification's fields, in systemd's order, as the machine's events.
 
-        BARRIER=1 needs nothing more: its descriptor is closed on receipt.
+        BARRIER=1 needs nothing more: its descriptor is closed once the datagram is done.
         """
         m, notes, now = rt.machine, rt.notes, self._loop.now()
+        if fields.get("FDSTOREREMOVE") == "1":
+            name = self._fd_name(rt, fields)
+            if name is not None:
+                rt.flush_fd_store(name)
+        if fields.get("FDSTORE") == "1" and fds:
+            name = self._fd_name(rt, fields)
+            if name is not None:
+                self._store(rt, name, fds)
         if "MAINPID" in fields:
             pid = self._number(rt, fields, "MAINPID", MAX_PIDS, low=1)
             if pid is not None:
@@ -115,6 +128,26 @@ class Notifications:
             usec = self._number(rt, fields, "EXTEND_TIMEOUT_USEC", MAX_USEC)
             if usec is not None:
                 self._event(rt, m.extend(usec / 1e6, now))
+
+    def _fd_name(self, rt: Runtime, fields: dict[str, str]) -> str | None:
+        """FDNAME= (systemd's default "stored"), or None for one LISTEN_FDNAMES cannot carry."""
+        name = fields.get("FDNAME", "stored")
+        if 0 < len(name) <= FDNAME_MAX and name.isascii() and name.isprintable() and \
+                ":" not in name:
+            return name
+        self._ignored(rt, f"FDNAME={name[:40]!r} ignored: 1 to {FDNAME_MAX} printable "
+                      "characters, no ':'")
+        return None
+
+    def _store(self, rt: Runtime, name: str, fds: list[int]) -> None:
+        """FDSTORE=1: keep what fits under fd_store_max, taking it out of `fds`."""
+        room = rt.config.fd_store_max - len(rt.fd_store)
+        taken = fds[:max(room, 0)]
+        del fds[:len(taken)]
+        rt.fd_store += [(name, fd) for fd in taken]
+        if fds:
+            self._ignored(rt, f"FDSTORE=1: {len(fds)} descriptors not kept (fd_store_max = "
+                          f"{rt.config.fd_store_max}, {len(rt.fd_store)} stored)")
 
     def _main_pid(self, rt: Runtime, pid: int) -> None:
         """MAINPID=: taken only for a live process of the service, pinned before it counts."""

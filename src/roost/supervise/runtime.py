@@ -90,7 +90,8 @@ class Notes:
 class Runtime:
     """One configured service: its machine, its current process, and its pipes."""
 
-    __slots__ = ("child", "exec_error", "health", "log", "machine", "name", "notes", "notify_fd",
+    __slots__ = ("child", "exec_error", "fd_store", "health", "log", "machine", "name", "notes",
+                 "notify_fd",
                  "notify_malformed", "notify_refused", "notify_sock", "poll", "removing",
                  "status_text", "timers")
 
@@ -103,6 +104,9 @@ class Runtime:
         self.timers: dict[str, Timer] = {}
         self.notify_fd: NotificationFd | None = None
         self.notify_sock: NotifySocket | None = None
+        # FDSTORE=1: (name, descriptor) in the order stored, kept across restarts, passed
+        # from fd 3 up at each start; closed when the service stops for good.
+        self.fd_store: list[tuple[str, int]] = []
         # A `file:` or `tcp:` readiness being polled; this run's (or the last's) health.
         self.poll: Poll | None = None
         self.health: Health | None = None
@@ -146,6 +150,7 @@ class Runtime:
             "notify_refused": self.notify_refused,
             "notify_malformed": self.notify_malformed,
             "log_dropped": self.log.lost,
+            "fds_stored": len(self.fd_store),
             # For `roost analyze`: when the last start began and when it settled (up, done
             # or failed), in seconds ago, and what it was ordered after.
             "start_age": round(now - m.starts[-1], 3) if m.starts else None,
@@ -153,6 +158,16 @@ class Runtime:
             "after": self.config.after,
             **(self.health.fields(m.state == machine.UP) if self.health else NO_HEALTH),
         }
+
+    def flush_fd_store(self, name: str | None = None) -> int:
+        """Close the stored descriptors (those called `name`, or all); return how many."""
+        keep = [(n, fd) for n, fd in self.fd_store if name is not None and n != name]
+        for n, fd in self.fd_store:
+            if name is None or n == name:
+                os.close(fd)
+        closed = len(self.fd_store) - len(keep)
+        self.fd_store = keep
+        return closed
 
     @property
     def config(self) -> ServiceConfig:
@@ -166,5 +181,5 @@ def broken_record(name: str, reason: str) -> dict[str, object]:
             "uptime": None, "restarts": 0, "last_exit": None, "reason": reason, "status": "",
             "phase": None, "phase_since": None,
             "want": None, "tracking": None, "notify_refused": 0, "notify_malformed": 0,
-            "log_dropped": 0, "start_age": None, "settle_age": None, "after": [],
+            "log_dropped": 0, "fds_stored": 0, "start_age": None, "settle_age": None, "after": [],
             **NO_HEALTH}

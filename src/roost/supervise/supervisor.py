@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from roost.kernel.spawn import Child, Command
     from roost.tracking import Tracker
 
+# Where a service rests once stopped, given up or done: what it stored is closed there.
+_STOPPED = frozenset({machine.DOWN, machine.FAILED, machine.DONE})
+
 
 class Supervisor:
     """Every service of a configuration, supervised in one reactor."""
@@ -118,8 +121,8 @@ class Supervisor:
         del self.services[rt.name]
 
     def _open_notify_socket(self, rt: Runtime) -> None:
-        def message(pid: int, fields: dict[str, str] | None) -> None:
-            self.notifications.message(rt, pid, fields)
+        def message(pid: int, fields: dict[str, str] | None, fds: list[int]) -> None:
+            self.notifications.message(rt, pid, fields, fds)
 
         rt.notify_sock = NotifySocket(self.loop, rt.name, message)
 
@@ -218,6 +221,7 @@ class Supervisor:
     def _remove(self, rt: Runtime) -> None:
         if self.services.get(rt.name) is not rt:
             return
+        rt.flush_fd_store()
         for timer in rt.timers.values():
             timer.cancel()
         rt.log.close(self.loop)
@@ -277,7 +281,10 @@ class Supervisor:
         console.say(f"{rt.name}: {text}")
 
     def _follow(self, rt: Runtime) -> None:
-        """What watches a service from outside follows its state: polls, health checks."""
+        """What follows a service's state from outside: polls, health checks, stored fds."""
+        if rt.fd_store and rt.machine.state in _STOPPED:
+            # Kept across restarts only: a service stopped (or given up) starts afresh.
+            console.say(f"{rt.name}: closed {rt.flush_fd_store()} stored descriptors")
         if rt.poll is not None and rt.machine.state != machine.STARTING:
             rt.poll.cancel()
             rt.poll = None
@@ -310,7 +317,7 @@ class Supervisor:
             cmd = command.build(
                 cfg, self._base_env, log_fd=rt.log.write_fd, ready_fd=ready_fd,
                 notify_socket=rt.notify_sock.address if rt.notify_sock is not None else None,
-                pdeathsig=self.pdeathsig, nofile=self.nofile)
+                pdeathsig=self.pdeathsig, nofile=self.nofile, passed=rt.fd_store)
             cmd.cgroup = self.tracker.placement(cfg)
         except (OSError, ValueError) as exc:
             self._close_notify_fd(rt)

@@ -17,6 +17,7 @@ from roost.config import check as config_check
 from roost.config import load as config_load
 from roost.config.load import ConfigInvalid, load, read
 from roost.core import sigs
+from roost.core.conditions import KEYS as CONDITION_KEYS
 from tests.support import ROOST
 
 TRUE = ["true"]  # found on PATH, executable
@@ -248,6 +249,8 @@ def test_unknown_table_with_its_line(tmp_path: Path) -> None:
 
 READY_FORMS = '"exec", "fd:N", "pipevar:VAR", "file:PATH" or "tcp:HOST:PORT"'
 BAD_VALUES = [
+    *[(key, '"etc/x"', "expected an absolute path (after | and !), got 'etc/x'")
+      for key in CONDITION_KEYS],
     ("shell", '"yes"', "expected true or false, got a string"),
     ("type", '"daemon"', "expected one of simple, oneshot, forking, notify; got 'daemon'"),
     ("type", "1", "expected one of simple, oneshot, forking, notify; got 1"),

@@ -53,8 +53,8 @@ KILLED = ExitStatus(signal=9)
 TIMERS = ("timer:start", "timer:stop", "timer:backoff", "timer:watchdog", "timer:unhealthy")
 # Every event a machine takes: its public methods, a timer by the timer's name.
 METHODS = ("want_up", "want_down", "start", "stop", "restart", "hold", "wait_for",
-           "reconfigure", "spawned", "spawn_failed", "exec_done", "ready", "main_found",
-           "main_changed", "main_missing", "exited", "gone", "keepalive", "extend")
+           "reconfigure", "spawned", "spawn_failed", "skipped", "exec_done", "ready",
+           "main_found", "main_changed", "main_missing", "exited", "gone", "keepalive", "extend")
 EVENTS = METHODS + TIMERS
 
 RNG = 0.5  # the jitter factor is exactly 1
@@ -105,6 +105,8 @@ def fire(m: Machine, clock: Clock, step: Step, dt: float = 0.1) -> list[Action]:
         return m.spawned(pid, now)
     if event == "spawn_failed":
         return m.spawn_failed(text or "cannot start: exec /x: Permission denied", now)
+    if event == "skipped":
+        return m.skipped(text or "skipped: condition_path_exists=/x is not met", now)
     if event == "exec_done":
         return m.exec_done(now)
     if event == "ready":
@@ -206,6 +208,9 @@ WITNESSES = [
     W("spawn_failed", UP, FAILED, FD, TO_UP_FD),
     W("spawn_failed", STARTING, DOWN, {}, (*TO_STARTING, ("want_down",))),
     W("spawn_failed", UP, DOWN, FD, (*TO_UP_FD, ("want_down",))),
+    # Conditions are looked at before the spawn: a skip comes before any pid.
+    W("skipped", STARTING, DONE, {}, (("start",),)),
+    W("skipped", STARTING, DOWN, {}, (("start",), ("want_down",))),
     W("exec_done", STARTING, UP, {}, TO_STARTING),
     W("ready", STARTING, UP, FD, TO_STARTING),
     W("ready", STARTING, UP, NOTIFY, TO_STARTING),

@@ -9,6 +9,7 @@ together (a command and `shell`, a service's type and `ready`) are load's.
 from __future__ import annotations
 
 from roost.core import sigs
+from roost.core.conditions import KEYS as CONDITION_KEYS
 from roost.core.model import NOTIFY_ACCESS, RESTART_POLICIES, SERVICE_TYPES
 from roost.kernel import accounts
 
@@ -272,6 +273,8 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "pids_max": _count(1, MAX_PIDS),
     "cpu_weight": _weight,
     "health": lambda v: v,  # checked by load with config/probes.py
+    # Checked by load with config/conditions.py; gathered into ServiceConfig.conditions.
+    **dict.fromkeys(CONDITION_KEYS, lambda v: v),
 }
 
 SETTINGS_KEYS: dict[str, Callable[[Any], Any]] = {

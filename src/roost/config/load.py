@@ -12,7 +12,7 @@ import os
 import re
 import sys
 
-from roost.config import probes, units
+from roost.config import conditions, probes, units
 from roost.config.check import (
     SERVICE_KEYS,
     SETTINGS_KEYS,
@@ -23,6 +23,7 @@ from roost.config.check import (
     shown,
 )
 from roost.config.errors import SETTINGS_FILE, ConfigError, ConfigInvalid
+from roost.core.conditions import KEYS as CONDITION_KEYS
 from roost.core.graph import find_cycle
 from roost.core.model import Config, ServiceConfig, Settings
 from roost.kernel.spawn import find_executable
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 # SERVICE_KEYS, with the checkers of the modules built on check.py's.
-CHECKERS = {**SERVICE_KEYS, "ready": probes.ready, "health": probes.health}
+CHECKERS = {**SERVICE_KEYS, "ready": probes.ready, "health": probes.health,
+            **dict.fromkeys(CONDITION_KEYS, conditions.paths)}
 
 
 # -- locating keys in the text ------------------------------------------------
@@ -166,9 +168,10 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
 
     service = ServiceConfig(name, path, argv)
     for key, value in values.items():
-        if key in ("command", "shell"):
-            continue
-        setattr(service, key, value)
+        if key in CONDITION_KEYS:
+            service.conditions += [[key, spec] for spec in value]
+        elif key not in ("command", "shell"):
+            setattr(service, key, value)
     if "restart" not in values and service.type == "oneshot":
         service.restart = "never"
 

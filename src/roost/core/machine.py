@@ -27,20 +27,7 @@ without moving the machine; `start` and `stop` move it now. `hold` keeps a wante
 service down because something it requires failed: it is stopped if it runs, and
 the order starts it again once the requirement is back.
 
-States:
-  down      not running, and not trying to (stopped, never started, or waiting
-            for the order: `reason` says which)
-  starting  spawned, not ready yet (ready = exec succeeded, a newline on the
-            notification fd, READY=1, or a oneshot/forking launcher's exit 0)
-  up        running and ready
-  stopping  signalled to stop, or its main process is gone and leftovers of the
-            service are being cleaned up; it is down only when all are gone
-  backoff   exited and waiting out the restart delay
-  failed    given up on: an exit the policy does not restart, too many starts
-            in the window, a start that never became ready, or a command that
-            could not be started at all (not found, exec failed: restarting
-            it would fail the same way)
-  done      a oneshot that exited 0
+The states, the timers and what each means are named in core/states.py.
 
 Out-of-turn events are a choice, not an accident: an event that has no row in
 core/table.py for the current state changes nothing and asks for nothing (a
@@ -52,6 +39,30 @@ machine to that table, and docs/supervisor.md's transition table to its renderin
 from __future__ import annotations
 
 from roost.core.actions import Arm, Disarm, FindMain, Kill, Spawn
+from roost.core.states import (  # a machine's users name its states from here: __all__
+    BACKOFF,
+    DONE,
+    DOWN,
+    FAILED,
+    JITTER,
+    READY,
+    RUNNING,
+    SIGABRT,
+    SIGKILL,
+    STARTING,
+    STATES,
+    STOPPING,
+    T_BACKOFF,
+    T_START,
+    T_STOP,
+    T_UNHEALTHY,
+    T_WATCHDOG,
+    UP,
+)
+
+__all__ = ["BACKOFF", "DONE", "DOWN", "FAILED", "JITTER", "READY", "RUNNING", "SIGABRT",
+           "SIGKILL", "STARTING", "STATES", "STOPPING", "T_BACKOFF", "T_START", "T_STOP",
+           "T_UNHEALTHY", "T_WATCHDOG", "UP", "Machine"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,34 +71,6 @@ if TYPE_CHECKING:
     from roost.core.actions import Action
     from roost.core.exits import ExitStatus
     from roost.core.model import ServiceConfig
-
-DOWN = "down"
-STARTING = "starting"
-UP = "up"
-STOPPING = "stopping"
-BACKOFF = "backoff"
-FAILED = "failed"
-DONE = "done"
-STATES = (DOWN, STARTING, UP, STOPPING, BACKOFF, FAILED, DONE)
-
-RUNNING = frozenset({STARTING, UP, STOPPING})
-READY = frozenset({UP, DONE})
-
-# Timer names: a machine has at most one armed timer of each.
-T_BACKOFF = "backoff"
-T_START = "start"
-T_STOP = "stop"
-T_WATCHDOG = "watchdog"
-T_UNHEALTHY = "unhealthy"  # no timer of the machine's: the supervisor's health checks fire it
-
-# The random spread of a restart delay, as a fraction of it: services that fail
-# together (a shared dependency died) do not all come back in the same instant.
-JITTER = 0.2
-
-SIGKILL = 9
-# systemd's WatchdogSignal: a hung service dumps core, where cores are kept.
-SIGABRT = 6
-
 
 class Machine:
     """The state of one service and the rules that move it."""
@@ -242,6 +225,13 @@ class Machine:
         actions = [Disarm(T_START), *self._unwatch()]
         self._enter(FAILED if self.want else DOWN, now, reason if self.want else "stopped")
         return actions
+
+    def skipped(self, reason: str, now: float) -> list[Action]:
+        """A condition of this start is not met: nothing ran, and that is not a failure."""
+        if self.state != STARTING or self.pid is not None:
+            return []
+        self._enter(DONE if self.want else DOWN, now, reason)
+        return [Disarm(T_START)]
 
     def exec_done(self, now: float) -> list[Action]:
         """The exec succeeded; for `ready = "exec"` that is readiness."""

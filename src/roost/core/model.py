@@ -61,6 +61,7 @@ class ServiceConfig:
     __slots__ = (
         "argv",
         "autostart",
+        "conditions",
         "cpu_weight",
         "environment",
         "fd_store_max",
@@ -99,6 +100,8 @@ class ServiceConfig:
         self.autostart = True
         self.requires: list[str] = []
         self.wants: list[str] = []
+        # [key, "[|][!]path"] of every condition_* and assert_* key, in the file's order.
+        self.conditions: list[list[str]] = []
         self.restart = "on-failure"
         self.restart_delay = 0.5
         self.restart_delay_max = 30.0

@@ -35,6 +35,8 @@ TABLE = (
     Transition("start", (STOPPING,), (STOPPING,), "start: starts again once stopped"),
     Transition("spawn_failed", (STARTING, UP), (FAILED, DOWN),
                "the command cannot be started"),
+    Transition("skipped", (STARTING,), (DONE, DOWN),
+               "a condition of the start is not met: nothing runs, no failure"),
     Transition("exec_done", (STARTING,), (UP,), "the exec succeeded (`simple`)"),
     Transition("ready", (STARTING,), (UP,), "ready: a newline on the fd, `READY=1`"),
     Transition("exited", (STARTING,), (STARTING,),

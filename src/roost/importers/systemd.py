@@ -306,7 +306,15 @@ def convert(path: str, batch: set[str] | None = None) -> Service:
     return service
 
 
-HANDLED = {"Type", "ExecStart", "Environment", "EnvironmentFile", "Restart", "RestartSec",
+# systemd's Condition*= and Assert*= that roost evaluates, and roost's key for each.
+CONDITIONS = {f"{group}{name}": f"{group.lower()}_{key}"
+              for group in ("Condition", "Assert")
+              for name, key in (("PathExists", "path_exists"),
+                                ("PathIsDirectory", "path_is_directory"),
+                                ("FileNotEmpty", "file_not_empty"),
+                                ("PathExistsGlob", "path_exists_glob"),
+                                ("FileIsExecutable", "file_is_executable"))}
+HANDLED = {*CONDITIONS, "Type", "ExecStart", "Environment", "EnvironmentFile", "Restart", "RestartSec",
            "TimeoutStartSec", "TimeoutStopSec", "TimeoutSec", "User", "Group",
            "WorkingDirectory", "KillSignal", "PIDFile", "NotifyAccess", "MemoryMax",
            "TasksMax", "CPUWeight", "Requires", "Wants"}
@@ -379,6 +387,10 @@ def _unit_keys(service: Service, values: dict[str, list[tuple[str, str]]],
             service.set(roost_key, services, at=(values[key][-1][1], key))
         if others:
             service.warnings.append(f"{key}={' '.join(others)} (not a service imported with it)")
+    for directive, key in CONDITIONS.items():
+        if directive in values:  # `|` and `!` mean in roost what they mean in systemd
+            service.set(key, [v for v, _ in values[directive]],
+                        at=(values[directive][-1][1], directive))
 
 
 def main(argv: list[str]) -> int:

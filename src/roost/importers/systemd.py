@@ -314,10 +314,11 @@ CONDITIONS = {f"{group}{name}": f"{group.lower()}_{key}"
                                 ("FileNotEmpty", "file_not_empty"),
                                 ("PathExistsGlob", "path_exists_glob"),
                                 ("FileIsExecutable", "file_is_executable"))}
-HANDLED = {*CONDITIONS, "Type", "ExecStart", "Environment", "EnvironmentFile", "Restart", "RestartSec",
+HANDLED = {"Type", "ExecStart", "Environment", "EnvironmentFile", "Restart", "RestartSec",
            "TimeoutStartSec", "TimeoutStopSec", "TimeoutSec", "User", "Group",
            "WorkingDirectory", "KillSignal", "PIDFile", "NotifyAccess", "MemoryMax",
            "TasksMax", "CPUWeight", "Requires", "Wants"}
+HANDLED.update(CONDITIONS)
 
 
 def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str, str]]],

@@ -96,13 +96,16 @@ def test_a_service_that_ignores_sigterm_is_killed_after_stop_timeout(tmp_path: P
 @both_modes
 def test_exec_failure_is_a_service_error_not_a_crash(tmp_path: Path, mode: str) -> None:
     config = ConfigDir(tmp_path / "conf")
-    # Executable, so the configuration is valid, but the kernel cannot run it.
-    bad = config.script("bad.sh", "#!/nonexistent/interpreter\n")
-    config.service("bad", command=[bad], restart="always")
+    # Valid when the configuration is read (a check names a missing #! interpreter);
+    # broken before its start, so only the kernel can say it cannot run it.
+    bad = config.script("bad.sh", "#!/bin/sh\n")
+    config.service("bad", command=[bad], restart="always", autostart=False)
     gone = tmp_path / "gone"
     gone.mkdir()
     config.service("nodir", command=["true"], working_directory=str(gone), autostart=False)
     with running(config, mode, tmp_path) as roost:
+        Path(bad).write_text("#!/nonexistent/interpreter\n")
+        assert roost.cli("start", "bad").returncode == 1
         record = roost.wait_state("bad", "failed")
         reason = f"cannot start: exec {bad}: No such file or directory"
         assert (record["reason"], record["last_exit"], record["restarts"]) == (reason, reason, 0)

@@ -302,24 +302,15 @@ class Supervisor:
 
         rt.timers[name] = self.loop.call_later(delay, fire)
 
-    def _unmet(self, rt: Runtime, now: float) -> bool:
-        """Look at the service's conditions, evaluated afresh at each start; True if unmet."""
-        from roost.core.conditions import unmet  # noqa: PLC0415 - lazy (start-up): services with conditions only
-        from roost.kernel.conditions import test  # noqa: PLC0415 - lazy (start-up): services with conditions only
-
-        found = unmet(rt.config.conditions, test)
-        if found is None:
-            return False
-        group, what = found
-        self._event(rt, rt.machine.skipped(f"skipped: {what}", now) if group == "condition"
-                    else rt.machine.spawn_failed(f"assertion failed: {what}", now))
-        return True
-
     def _spawn(self, rt: Runtime) -> None:
         cfg = rt.config
         now = self.loop.now()
-        if cfg.conditions and self._unmet(rt, now):
-            return
+        if cfg.conditions:
+            from roost.supervise.conditions import unmet  # noqa: PLC0415 - lazy (start-up): services with conditions only
+
+            if (moved := unmet(rt.machine, now)) is not None:
+                self._event(rt, moved)
+                return
         rt.exec_error = None
         rt.notes.spawned()
         ready_fd = None

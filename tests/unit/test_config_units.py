@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from roost.config.load import read
-from roost.importers.systemd import assignments, dropins
+from roost.importers.unitfile import assignments, dropins
 from tests.support import ROOST
 
 

@@ -17,7 +17,8 @@ import pytest
 
 from roost.config.load import read
 from roost.importers import systemd
-from roost.importers.systemd import Refused, convert, parse, seconds, split
+from roost.importers.systemd import convert, seconds, split
+from roost.importers.unitfile import Refused, parse
 from tests import debs
 
 SPEC = {"n": "web.service", "N": "web", "p": "web", "i": "", "%": "%", "t": "/run"}

@@ -16,7 +16,7 @@ import re
 
 from roost.config.errors import SERVICE_FILES, SETTINGS_FILE, ConfigError
 from roost.core.model import SERVICE_NAME
-from roost.importers import systemd
+from roost.importers import systemd, unitfile
 
 NAME_RE = re.compile(SERVICE_NAME + r"\Z")
 UNIT_HINT = ("this looks like a systemd unit: name it {name}.service or use "
@@ -68,7 +68,7 @@ def _dropin_dir(directory: str, entry: str, entries: list[str]) -> bool:
     if not entry.endswith("service.d") or not os.path.isdir(os.path.join(directory, entry)):
         return False
     units = [e for e in entries if e.endswith(".service")]
-    return any(entry in systemd.dropins_dirs(u) for u in units)
+    return any(entry in unitfile.dropins_dirs(u) for u in units)
 
 
 def _unread(path: str, entry: str) -> str:
@@ -117,7 +117,7 @@ def unit(path: str, batch: set[str], warnings: list[str],
     """
     try:
         service = systemd.convert(path, batch)
-    except systemd.Refused as exc:
+    except unitfile.Refused as exc:
         file, line = location(exc.where)
         errors.append(ConfigError(file, exc.reason, key=exc.directive, line=line))
         return None

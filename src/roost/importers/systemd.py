@@ -20,18 +20,11 @@ import re
 
 from roost.core import sigs
 from roost.importers.output import Service, arguments, write
+from roost.importers.unitfile import Refused, assignments, specifier, specifiers_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-
-class Refused(ValueError):
-    """The unit cannot be imported: where (file, line), the directive and why."""
-
-    def __init__(self, where: str, reason: str, directive: str | None = None):
-        super().__init__(f"{where}: {reason}")
-        self.where, self.reason, self.directive = where, reason, directive
 
 
 TYPES = {"simple": "simple", "exec": "simple", "forking": "forking", "oneshot": "oneshot",
@@ -42,33 +35,6 @@ RESTARTS = {"no": "never", "always": "always", "on-failure": "on-failure",
 AROUND = ("ExecStartPre", "ExecStartPost", "ExecCondition", "ExecStopPost")
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
             "\\": "\\", '"': '"', "'": "'", "s": " "}
-
-
-def parse(text: str, path: str) -> list[tuple[str, str, str, int]]:
-    """The assignments of a unit file: (section, key, value, line), in order."""
-    out: list[tuple[str, str, str, int]] = []
-    section = ""
-    pending, start = "", 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not pending and (not line or line[0] in "#;"):
-            continue
-        if pending and line[:1] in ("#", ";"):
-            continue  # a comment inside a continued line is dropped, as systemd does
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            start = start or number
-            continue
-        line, first = pending + line, start or number
-        pending, start = "", 0
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not section:
-            raise Refused(f"{path}:{first}", f"not an assignment in a section: {line[:60]!r}")
-        out.append((section, key.strip(), value.strip(), first))
-    return out
 
 
 def split(line: str, env: Mapping[str, str], specifiers: Mapping[str, str],
@@ -114,13 +80,7 @@ def _unescape(text: str, env: Mapping[str, str], specifiers: Mapping[str, str],
             out.append(_ESCAPES.get(nxt, nxt))
             i += 2
         elif c == "%" and i + 1 < len(text):
-            spec = text[i + 1]
-            if spec == "%":
-                out.append("%")
-            elif spec in specifiers:
-                out.append(specifiers[spec])
-            else:
-                raise Refused(where, f"the specifier %{spec} has no value at import")
+            out.append(specifier(text[i + 1], specifiers, where))
             i += 2
         elif c == "$" and i + 1 < len(text):
             m = re.match(r"\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)", text[i + 1:])
@@ -185,62 +145,7 @@ def seconds(value: str, where: str) -> float:
     return sum(float(number) * units.get(unit or "s", 1) for number, unit in parts)
 
 
-def dropins(path: str) -> list[str]:
-    """The drop-in files of the unit at `path`, in the order systemd applies them.
-
-    systemd.unit(5): `NAME.service.d/*.conf` beside the unit, and for `a-b-c.service`
-    also `a-.service.d` and `a-b-.service.d`, for `t@i.service` also `t@.service.d`,
-    and `service.d` for every service. Files apply in the lexical order of their names
-    whatever their directory; of two with the same name the more specific one wins.
-    """
-    directory, unit = os.path.split(path)
-    chosen: dict[str, str] = {}
-    for d in dropins_dirs(unit):  # least specific first: a more specific file replaces it
-        try:
-            entries = os.listdir(os.path.join(directory, d))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.endswith(".conf"):
-                chosen[entry] = os.path.join(directory, d, entry)
-    return [chosen[entry] for entry in sorted(chosen)]
-
-
-def dropins_dirs(unit: str) -> list[str]:
-    """The names of the drop-in directories of `unit` (NAME.service), least specific first."""
-    name = unit.removesuffix(".service")
-    dirs = ["service.d"]
-    dirs += [name[:i + 1] + ".service.d" for i, c in enumerate(name) if c == "-"]
-    prefix, at, instance = name.partition("@")
-    if at and instance:
-        dirs.append(f"{prefix}@.service.d")
-    return [*dirs, unit + ".d"]
-
-
-def assignments(path: str) -> list[tuple[str, str, str, str]]:
-    """The unit's assignments and then its drop-ins': (section, key, value, "file:line")."""
-    out = []
-    for file in [path, *dropins(path)]:
-        try:
-            with open(file, encoding="utf-8") as f:
-                body = f.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise Refused(file, str(exc)) from None
-        out += [(section, key, value, f"{file}:{line}")
-                for section, key, value, line in parse(body, file)]
-    return out
-
-
-def specifiers_of(unit: str) -> dict[str, str]:
-    """The specifiers systemd.unit(5) gives a system unit named `unit`, resolved here."""
-    name = unit.removesuffix(".service")
-    prefix, _, instance = name.partition("@")
-    return {"n": unit, "N": name, "p": prefix, "i": instance, "I": instance.replace("-", "/"),
-            "j": prefix.rsplit("-", 1)[-1], "t": "/run", "S": "/var/lib", "C": "/var/cache",
-            "L": "/var/log", "E": "/etc", "T": "/tmp", "V": "/var/tmp"}
-
-
-def convert(path: str, batch: set[str] | None = None) -> Service:
+def convert(path: str, batch: set[str] | None = None, name: str | None = None) -> Service:
     """One unit file, with its drop-ins, as a roost service; Refused says why it cannot be.
 
     A unit's environment is its own (Environment=, EnvironmentFile=), never the
@@ -248,7 +153,7 @@ def convert(path: str, batch: set[str] | None = None) -> Service:
     together, a Requires= or Wants= outside it is left out with a warning (roost
     refuses a requirement it does not have).
     """
-    unit = os.path.basename(path)
+    unit = os.path.basename(path) if name is None else f"{name}.service"
     name, _, suffix = unit.rpartition(".")
     if suffix != "service":
         raise Refused(path, "only .service units are imported")
@@ -258,7 +163,7 @@ def convert(path: str, batch: set[str] | None = None) -> Service:
     specifiers = specifiers_of(unit)
     service = Service(name, path, "systemd")
     values: dict[str, list[tuple[str, str]]] = {}
-    for section, key, value, where in assignments(path):
+    for section, key, value, where in assignments(path, unit):
         if section not in ("Unit", "Service", "Install"):
             raise Refused(where, f"[{section}]: not a section of a service unit")
         if value == "":
@@ -381,9 +286,9 @@ def _unit_keys(service: Service, values: dict[str, list[tuple[str, str]]],
     for key, roost_key in (("Requires", "requires"), ("Wants", "wants")):
         names = [n for v, _ in values.get(key, []) for n in v.split()]
         services = [n.removesuffix(".service") for n in names if n.endswith(".service")
-                    and (batch is None or n.removesuffix(".service") in batch)]
+                    and _in(batch, n.removesuffix(".service"))]
         others = [n for n in names if not n.endswith(".service")
-                  or (batch is not None and n.removesuffix(".service") not in batch)]
+                  or not _in(batch, n.removesuffix(".service"))]
         if services:
             service.set(roost_key, services, at=(values[key][-1][1], key))
         if others:
@@ -392,6 +297,12 @@ def _unit_keys(service: Service, values: dict[str, list[tuple[str, str]]],
         if directive in values:  # `|` and `!` mean in roost what they mean in systemd
             service.set(key, [v for v, _ in values[directive]],
                         at=(values[directive][-1][1], directive))
+
+
+def _in(batch: set[str] | None, name: str) -> bool:
+    """Whether `name` is imported with the unit: itself, or an instance of a template that is."""
+    return batch is None or name in batch or (
+        "@" in name and name.partition("@")[0] + "@" in batch)
 
 
 def main(argv: list[str]) -> int:

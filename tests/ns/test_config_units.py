@@ -92,3 +92,22 @@ def test_a_refused_unit_starts_nothing(tmp_path: Path) -> None:
     assert f"{conf}/dbus.service:5: Type: Type=dbus: roost cannot supervise it" in proc.stderr
     assert "nothing started" in proc.stderr, proc.stderr
     assert not marker.exists()
+
+
+@both_modes
+def test_a_template_instance_named_by_a_requirement_runs(tmp_path: Path, mode: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    config = ConfigDir(tmp_path / "conf")
+    (config.path / "worker@.toml").write_text(
+        f'command = ["/bin/sh", "-c", "echo %i %I > {out}/%i; exec sleep 60"]\n')
+    (config.path / "echo@.service").write_text(
+        f"[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo %n > {out}/%i'\n")
+    config.service("front", command=["/bin/sleep", "60"],
+                   requires=["worker@a-b", "echo@one"])
+    with running(config, mode, tmp_path) as roost:
+        roost.wait_state("front", "up", timeout=30)
+        assert roost.status("worker@a-b")["state"] == "up"
+        assert roost.status("echo@one")["state"] == "done"
+        assert (out / "a-b").read_text() == "a-b a/b\n"
+        assert (out / "one").read_text() == "echo@one.service\n"

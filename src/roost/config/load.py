@@ -13,6 +13,7 @@ import re
 import sys
 
 from roost.config import conditions, probes, units
+from roost.config import templates as tpl
 from roost.config.check import (
     SERVICE_KEYS,
     SETTINGS_KEYS,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 # SERVICE_KEYS, with the checkers of the modules built on check.py's.
+MAX_SERVICES = 10000  # instances named by requirements stop here, whatever the files say
 CHECKERS = {**SERVICE_KEYS, "ready": probes.ready, "health": probes.health,
             **dict.fromkeys(CONDITION_KEYS, conditions.paths)}
 
@@ -308,30 +310,79 @@ def read(directory: str) -> tuple[Config, list[ConfigError]]:
     warnings: list[str] = []
     found = units.services(directory, entries, errors, warnings)
     batch = {name for name, _ in found}
-    for name, path in found:
-        origins: dict[str, tuple[str, str]] | None = None
-        if path.endswith(".service"):
-            got = units.unit(path, batch, warnings, errors)
-            if got is None:
-                continue
-            text, origins = got
-            loaded = _parse_toml(path, text, errors)
-        else:
-            loaded = _read_toml(path, errors)
-        if loaded is None:
+    templates = {name: path for name, path in found if name.endswith("@")}
+    queue = [(name, path) for name, path in found if not name.endswith("@")]
+    queue += _listed_instances(templates, [n for n, _ in queue], errors)
+    seen = {name for name, _ in queue}
+    real = {os.path.realpath(p) for p in templates.values()}
+    for name, path in queue:  # grows while instances are named by requires and wants
+        # A symlink NAME@I.toml -> NAME@.toml reads as the template it is.
+        from_template = os.path.realpath(path) in real
+        got = _one(name, path, from_template, batch, directory, warnings, errors)
+        if got is None:
             continue
-        data, text = loaded
+        service, text, valid = got
         texts[name] = text
-        found_here: list[ConfigError] = []
-        service = _service(name, path, data, text, directory, found_here)
-        if origins is not None:
-            found_here = [_in_unit(e, origins) for e in found_here]
-        errors += found_here
         parsed[name] = service
-        if not found_here:
+        if valid:
             services[name] = service
+        for dep in (*service.requires, *service.wants):
+            template = tpl.template_of(dep, templates)
+            if template is not None and dep not in seen and len(seen) < MAX_SERVICES:
+                seen.add(dep)
+                queue.append((dep, template))
     _check_graph(directory, services, parsed, texts, errors)
     return Config(directory, services, settings, warnings), errors
+
+
+def _listed_instances(templates: dict[str, str], names: list[str],
+                      errors: list[ConfigError]) -> list[tuple[str, str]]:
+    """The instances a .toml template's `instances` key lists, and not given otherwise."""
+    out = []
+    for template, path in templates.items():
+        if not path.endswith(".toml"):
+            continue
+        loaded = _read_toml(path, [])  # its errors are told when an instance is read
+        if loaded is None or "instances" not in loaded[0]:
+            continue
+        try:
+            listed = checked(tpl.instances, loaded[0]["instances"])
+        except ValueError as exc:
+            errors.append(ConfigError(path, str(exc), key="instances",
+                                      line=_key_line(loaded[1], "instances")))
+            continue
+        out += [(template + i, path) for i in listed if template + i not in names]
+    return out
+
+
+def _one(name: str, path: str, from_template: bool, batch: set[str], directory: str,
+         warnings: list[str], errors: list[ConfigError],
+         ) -> tuple[ServiceConfig, str, bool] | None:
+    """One service read from its file (an instance: from its template); None if unreadable."""
+    origins: dict[str, tuple[str, str]] | None = None
+    if path.endswith(".service"):
+        got = units.unit(path, batch, warnings, errors, name if from_template else None)
+        if got is None:
+            return None
+        text, origins = got
+        loaded = _parse_toml(path, text, errors)
+    else:
+        loaded = _read_toml(path, errors)
+    if loaded is None:
+        return None
+    data, text = loaded
+    here: list[ConfigError] = []
+    if "@" in name and not name.endswith("@") and path.endswith(".toml"):
+        if from_template:
+            data.pop("instances", None)
+        data, refused = tpl.expanded(data, name)
+        here += [ConfigError(path, f"{name}: {why}", key=key, line=_key_line(text, key))
+                 for key, why in refused]
+    service = _service(name, path, data, text, directory, here)
+    if origins is not None:
+        here = [_in_unit(e, origins) for e in here]
+    errors += here
+    return service, text, not here
 
 
 def _in_unit(error: ConfigError, origins: dict[str, tuple[str, str]]) -> ConfigError:
@@ -351,8 +402,10 @@ def _check_graph(directory: str, services: dict[str, ServiceConfig],
             for dep in deps:
                 if dep not in known and dep != name:
                     path = os.path.join(directory, dep + ".toml")
+                    prefix, at, instance = dep.partition("@")
                     reason = ("which is invalid" if os.path.exists(path)
-                              else "no such service")
+                              else f"no such service, nor a template {prefix}@.toml or "
+                              f"{prefix}@.service" if at and instance else "no such service")
                     errors.append(ConfigError(service.path, f"{dep}: {reason}", key=key,
                                               line=_key_line(texts[name], key)))
     # Self-dependencies are reported by _service already.

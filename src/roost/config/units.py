@@ -108,15 +108,16 @@ def hint(name: str, text: str) -> str:
     return ""
 
 
-def unit(path: str, batch: set[str], warnings: list[str],
-         errors: list[ConfigError]) -> tuple[str, dict[str, tuple[str, str]]] | None:
+def unit(path: str, batch: set[str], warnings: list[str], errors: list[ConfigError],
+         name: str | None = None) -> tuple[str, dict[str, tuple[str, str]]] | None:
     """A unit as the text of a service file, with where each key came from; None if refused.
 
     `batch` holds the services of the directory: a requirement outside it (a target, a
-    unit roost does not run) is left out, with a warning.
+    unit roost does not run) is left out, with a warning. `name`: an instance of the
+    template at `path`.
     """
     try:
-        service = systemd.convert(path, batch)
+        service = systemd.convert(path, batch, name)
     except unitfile.Refused as exc:
         file, line = location(exc.where)
         errors.append(ConfigError(file, exc.reason, key=exc.directive, line=line))

@@ -122,8 +122,17 @@ def test_an_empty_assignment_resets_the_list(tmp_path: Path) -> None:
 
 
 def test_templates_take_their_instance(tmp_path: Path) -> None:
-    with pytest.raises(Refused, match="a template"):
-        convert(str(_unit(tmp_path, "getty@.service", "[Service]\nExecStart=/bin/x %i\n")))
+    unit = _unit(tmp_path, "getty@.service", "[Service]\nExecStart=/bin/echo %i %I %n %p 5%%\n")
+    template = convert(str(unit))
+    assert template.name == "getty@"
+    assert 'command = ["/bin/echo", "%i", "%I", "%N.service", "getty", "5%%"]' in template.text()
+    # The template written runs as systemd would run the unit's instance.
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "getty@.toml").write_text(template.text() + 'instances = ["tty-1"]\n')
+    config, errors = read(str(tmp_path / "out"))
+    assert errors == [], errors
+    assert config.services["getty@tty-1"].argv == [
+        "/bin/echo", "tty-1", "tty/1", "getty@tty-1.service", "getty", "5%"]
     unit = _unit(tmp_path, "getty@tty1.service", "[Service]\nExecStart=/sbin/agetty %I\n")
     assert 'command = ["/sbin/agetty", "tty1"]' in convert(str(unit)).text()
 

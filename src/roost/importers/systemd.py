@@ -96,10 +96,10 @@ def _unescape(text: str, env: Mapping[str, str], specifiers: Mapping[str, str],
     return "".join(out)
 
 
-def _environment(value: str, where: str) -> dict[str, str]:
+def _environment(value: str, specifiers: Mapping[str, str], where: str) -> dict[str, str]:
     """`Environment=` assignments: words as systemd splits them, each NAME=value."""
     pairs = {}
-    for word in split(value, {}, {"%": "%"}, where):
+    for word in split(value, {}, specifiers, where):
         name, sep, val = word.partition("=")
         if sep and name:
             pairs[name] = val
@@ -158,9 +158,11 @@ def convert(path: str, batch: set[str] | None = None, name: str | None = None) -
     if suffix != "service":
         raise Refused(path, "only .service units are imported")
     _, at, instance = name.partition("@")
-    if at and not instance:
-        raise Refused(path, "a template: import an instance of it (NAME@INSTANCE.service)")
     specifiers = specifiers_of(unit)
+    if at and not instance:
+        # A template becomes a NAME@.toml template: what depends on the instance is left
+        # for roost to expand in each one (%n, a unit's name, is the service's plus .service).
+        specifiers.update({"i": "%i", "I": "%I", "N": "%N", "n": "%N.service", "%": "%%"})
     service = Service(name, path, "systemd")
     values: dict[str, list[tuple[str, str]]] = {}
     for section, key, value, where in assignments(path, unit):
@@ -176,7 +178,7 @@ def convert(path: str, batch: set[str] | None = None, name: str | None = None) -
         env.update(pairs)
         service.lines.append(f"# {note}")
     for value, where in values.get("Environment", []):
-        env.update(_environment(value, where))
+        env.update(_environment(value, specifiers, where))
     for key in AROUND:
         if key in values:
             value, where = values[key][0]

@@ -53,7 +53,7 @@ def parse(text: str, path: str) -> list[tuple[str, str, str, int]]:
 def specifier(spec: str, specifiers: Mapping[str, str], where: str) -> str:
     """What `%` followed by `spec` stands for; Refused if nothing here."""
     if spec == "%":
-        return "%"
+        return specifiers.get("%", "%")  # "%%" where the result is itself a template
     if spec not in specifiers:
         raise Refused(where, f"the specifier %{spec} has no value here")
     return specifiers[spec]

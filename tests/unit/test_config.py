@@ -285,6 +285,27 @@ BAD_VALUES = [
     ("notify_access", '"any"', "expected one of main, exec, all, none; got 'any'"),
     ("watchdog_sec", "-1", "must be 0 or more, got -1"),
     ("watchdog_sec", "2000000", "must be at most 1000000 seconds, got 2000000"),
+    ("limits", "5", "expected a table like { nofile = 65535 }, got 5"),
+    ("limits", "{ files = 5 }", "'files': not a limit (one of as, core, cpu, data, fsize, "
+     "locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack)"),
+    ("limits", '{ nofile = "x" }', "nofile: expected a number from 0 to 9223372036854775807 "
+     "or \"infinity\", got 'x'"),
+    ("limits", '{ nproc = "9:3" }', "nproc: the soft limit 9 is above the hard limit 3"),
+    ("nice", "20", "expected an integer from -20 to 19, got 20"),
+    ("oom_score_adjust", "-1001", "expected an integer from -1000 to 1000, got -1001"),
+    ("runtime_directory", '"/run/x"', "'/run/x': a path below the directory's base, "
+     "without '..'"),
+    ("state_directory", '["a/../../etc"]', "'a/../../etc': a path below the directory's base, "
+     "without '..'"),
+    ("cache_directory", "[]", "expected a relative path or a list of them, got []"),
+    ("logs_directory", "[1]", "expected a relative path, got 1"),
+    ("configuration_directory", '""', "'': a path below the directory's base, without '..'"),
+    ("runtime_directory_mode", '"999"', "expected an octal string like \"022\", got '999'"),
+    ("state_directory_mode", "true", "expected an octal string like \"022\", got True"),
+    ("cache_directory_mode", '"8"', "expected an octal string like \"022\", got '8'"),
+    ("logs_directory_mode", '"01777"', "out of range: '01777'"),
+    ("configuration_directory_mode", '"x"', "expected an octal string like \"022\", got 'x'"),
+    ("runtime_directory_preserve", '"yes"', "expected true, false or \"restart\", got 'yes'"),
     ("fd_store_max", "-1", "must be 0 or more, got -1"),
     ("fd_store_max", "1001", "must be at most 1000, got 1001"),
     ("user", '""', "expected a name or a numeric id, got ''"),

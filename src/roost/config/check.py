@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from roost.core import sigs
 from roost.core.conditions import KEYS as CONDITION_KEYS
-from roost.core.model import NOTIFY_ACCESS, RESTART_POLICIES, SERVICE_TYPES
+from roost.core.model import DIRECTORY_KINDS, NOTIFY_ACCESS, RESTART_POLICIES, SERVICE_TYPES
 from roost.kernel import accounts
 
 TYPE_CHECKING = False
@@ -273,6 +273,13 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "pids_max": _count(1, MAX_PIDS),
     "cpu_weight": _weight,
     "health": lambda v: v,  # checked by load with config/probes.py
+    # Checked by load with config/process.py; *_directory(_mode) gathered into directories.
+    "limits": lambda v: v,
+    "nice": lambda v: v,
+    "oom_score_adjust": lambda v: v,
+    "runtime_directory_preserve": lambda v: v,
+    **{f"{kind}_directory{suffix}": lambda v: v for kind in DIRECTORY_KINDS
+       for suffix in ("", "_mode")},
     # Checked by load with config/conditions.py; gathered into ServiceConfig.conditions.
     **dict.fromkeys(CONDITION_KEYS, lambda v: v),
 }

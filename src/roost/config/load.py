@@ -12,7 +12,7 @@ import os
 import re
 import sys
 
-from roost.config import conditions, probes, units
+from roost.config import conditions, probes, process, units
 from roost.config import templates as tpl
 from roost.config.check import (
     SERVICE_KEYS,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 # SERVICE_KEYS, with the checkers of the modules built on check.py's.
 MAX_SERVICES = 10000  # instances named by requirements stop here, whatever the files say
 CHECKERS = {**SERVICE_KEYS, "ready": probes.ready, "health": probes.health,
-            **dict.fromkeys(CONDITION_KEYS, conditions.paths)}
+            **dict.fromkeys(CONDITION_KEYS, conditions.paths), **process.KEYS}
 
 
 # -- locating keys in the text ------------------------------------------------
@@ -172,6 +172,10 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
     for key, value in values.items():
         if key in CONDITION_KEYS:
             service.conditions += [[key, spec] for spec in value]
+        elif key in process.DIRECTORY_KEYS:
+            kind = key.split("_directory")[0]
+            service.directories[kind] = (values.get(f"{kind}_directory", []),
+                                         values.get(f"{kind}_directory_mode", 0o755))
         elif key not in ("command", "shell"):
             setattr(service, key, value)
     if "restart" not in values and service.type == "oneshot":

@@ -55,6 +55,13 @@ class HealthCheck:
         return check
 
 
+# The *_directory keys (systemd's RuntimeDirectory= and friends), and the base of each for
+# a roost run by root; a roost of another user puts them under its XDG directories.
+DIRECTORY_KINDS = ("runtime", "state", "cache", "logs", "configuration")
+DIRECTORY_BASES = {"runtime": "/run", "state": "/var/lib", "cache": "/var/cache",
+                   "logs": "/var/log", "configuration": "/etc"}
+
+
 class ServiceConfig:
     """One service, from `NAME.toml`."""
 
@@ -63,13 +70,17 @@ class ServiceConfig:
         "autostart",
         "conditions",
         "cpu_weight",
+        "directories",
         "environment",
         "fd_store_max",
         "group",
         "health",
+        "limits",
         "memory_max",
         "name",
+        "nice",
         "notify_access",
+        "oom_score_adjust",
         "path",
         "pid_file",
         "pids_max",
@@ -81,6 +92,7 @@ class ServiceConfig:
         "restart_limit",
         "restart_reset",
         "restart_window",
+        "runtime_directory_preserve",
         "start_timeout",
         "stop_signal",
         "stop_timeout",
@@ -130,6 +142,15 @@ class ServiceConfig:
         self.group: str | None = None
         self.working_directory: str | None = None
         self.environment: dict[str, str] = {}
+        # Resource limits as (resource, soft, hard), by their lower-cased LimitXXX= name.
+        self.limits: dict[str, tuple[int, int, int]] = {}
+        self.nice: int | None = None
+        self.oom_score_adjust: int | None = None
+        # kind ("runtime", ...) -> (paths below its base, mode), made before each start.
+        self.directories: dict[str, tuple[list[str], int]] = {}
+        # The runtime directories are removed when the service stops (false), never
+        # (true), or only when it stops for good ("restart": kept across restarts).
+        self.runtime_directory_preserve: bool | str = False
         self.umask: int | None = None
         self.pid_file: str | None = None
         self.memory_max: int | None = None

@@ -226,6 +226,15 @@ HANDLED = {"Type", "ExecStart", "Environment", "EnvironmentFile", "Restart", "Re
            "WorkingDirectory", "KillSignal", "PIDFile", "NotifyAccess", "MemoryMax",
            "TasksMax", "CPUWeight", "Requires", "Wants"}
 HANDLED.update(CONDITIONS)
+# LimitXXX= and the *Directory= family, each a roost key of its own.
+LIMIT_DIRECTIVES = {f"Limit{name.upper()}": name for name in (
+    "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+    "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")}
+DIRECTORY_DIRECTIVES = {f"{kind.capitalize()}Directory": kind for kind in (
+    "runtime", "state", "cache", "logs", "configuration")}
+HANDLED.update(LIMIT_DIRECTIVES, DIRECTORY_DIRECTIVES,
+               {f"{d}Mode" for d in DIRECTORY_DIRECTIVES},
+               {"RuntimeDirectoryPreserve", "Nice", "OOMScoreAdjust", "UMask"})
 
 
 def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str, str]]],
@@ -279,8 +288,41 @@ def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str,
         service.set("pids_max", int(got[0]), at=(got[1], "TasksMax"))
     if (got := last("CPUWeight")) is not None and got[0].isdigit():
         service.set("cpu_weight", int(got[0]), at=(got[1], "CPUWeight"))
+    _process_keys(service, values)
     if env and "Environment" in values:
         service.set("environment", dict(env), at=(values["Environment"][-1][1], "Environment"))
+
+
+def _process_keys(service: Service, values: dict[str, list[tuple[str, str]]]) -> None:
+    """LimitXXX=, Nice=, OOMScoreAdjust=, UMask= and the *Directory= family."""
+    def last(key: str) -> tuple[str, str] | None:
+        return values[key][-1] if key in values else None
+
+    limits = {}
+    for directive, name in LIMIT_DIRECTIVES.items():
+        if (got := last(directive)) is not None:
+            # systemd writes infinity, N, or SOFT:HARD; roost's `limits` takes the same.
+            limits[name] = int(got[0]) if got[0].isdigit() else got[0]
+    if limits:
+        where = next(values[d][-1][1] for d in LIMIT_DIRECTIVES if d in values)
+        service.set("limits", limits, at=(where, "LimitNOFILE"))
+    for directive, key in (("Nice", "nice"), ("OOMScoreAdjust", "oom_score_adjust")):
+        if (got := last(directive)) is not None and got[0].lstrip("-").isdigit():
+            service.set(key, int(got[0]), at=(got[1], directive))
+    if (got := last("UMask")) is not None:
+        service.set("umask", got[0].rjust(3, "0")[-4:], at=(got[1], "UMask"))
+    for directive, kind in DIRECTORY_DIRECTIVES.items():
+        names = [n for v, _ in values.get(directive, []) for n in v.split()]
+        if names:
+            service.set(f"{kind}_directory", names, at=(values[directive][-1][1], directive))
+        if (got := last(f"{directive}Mode")) is not None:
+            service.set(f"{kind}_directory_mode", got[0], at=(got[1], f"{directive}Mode"))
+    if (got := last("RuntimeDirectoryPreserve")) is not None:
+        preserve = {"yes": True, "true": True, "no": False, "false": False,
+                    "restart": "restart"}.get(got[0].lower())
+        if preserve is not None:
+            service.set("runtime_directory_preserve", preserve,
+                        at=(got[1], "RuntimeDirectoryPreserve"))
 
 
 def _unit_keys(service: Service, values: dict[str, list[tuple[str, str]]],

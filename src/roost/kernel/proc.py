@@ -101,3 +101,15 @@ def pin(st: ProcStat) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def has_capability(number: int) -> bool:
+    """Whether roost holds capability `number` in its effective set (/proc/self/status CapEff)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapEff:"):
+                    return bool(int(line.split()[1], 16) >> number & 1)
+    except OSError:
+        pass
+    return False

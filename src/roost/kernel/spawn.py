@@ -47,9 +47,12 @@ class Command:
         "foreground_tty",
         "gid",
         "groups",
+        "nice",
         "no_new_privs",
         "nofile",
+        "oom_score_adj",
         "pdeathsig",
+        "rlimits",
         "session",
         "uid",
         "umask",
@@ -62,7 +65,9 @@ class Command:
                  session: str = NEW_SESSION, foreground_tty: "int | None" = None,
                  pdeathsig: int = 0, nofile: "tuple[int, int] | None" = None,
                  env_pid_vars: "Sequence[str]" = (), cgroup: "str | None" = None,
-                 no_new_privs: bool = False):
+                 no_new_privs: bool = False,
+                 rlimits: "Sequence[tuple[str, int, int, int]]" = (), nice: "int | None" = None,
+                 oom_score_adj: "int | None" = None):
         self.argv = list(argv)
         self.executable = executable
         self.env = dict(os.environ if env is None else env)
@@ -85,6 +90,10 @@ class Command:
         self.cgroup = cgroup
         # PR_SET_NO_NEW_PRIVS before exec: no setuid bit or file capability raises it again.
         self.no_new_privs = no_new_privs
+        # (name, resource, soft, hard) set after `nofile`; a priority; an OOM score adjustment.
+        self.rlimits = list(rlimits)
+        self.nice = nice
+        self.oom_score_adj = oom_score_adj
 
 
 class Child:
@@ -235,11 +244,23 @@ def _child(command: "Command", executable: str, err_w: int, parent: int) -> None
                 os.tcsetpgrp(command.foreground_tty, os.getpid())
         stage = "fds"
         err_w = _arrange_fds(command.fds, err_w)
-        if command.nofile is not None:
-            stage = "rlimit"
+        if command.nofile is not None or command.rlimits:
             import resource  # noqa: PLC0415 - lazy (child): with a limit only
 
-            resource.setrlimit(resource.RLIMIT_NOFILE, command.nofile)
+            limits = [("nofile", resource.RLIMIT_NOFILE, *command.nofile)] \
+                if command.nofile else []
+            for name, which, soft, hard in limits + command.rlimits:
+                stage = f"limit {name}"
+                resource.setrlimit(which, (soft, hard))
+        if command.nice is not None:
+            stage = f"nice {command.nice}"
+            os.setpriority(os.PRIO_PROCESS, 0, command.nice)
+        if command.oom_score_adj is not None:
+            stage = f"oom_score_adj {command.oom_score_adj}"
+            # As root, before the ids change: lowering it needs CAP_SYS_RESOURCE.
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+            os.write(fd, str(command.oom_score_adj).encode())
+            os.close(fd)
         if command.cwd is not None:
             stage = f"chdir {command.cwd}"
             os.chdir(command.cwd)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from roost.kernel import accounts
+import os
+
+from roost.core.model import DIRECTORY_BASES
+from roost.kernel import accounts, dirs
 from roost.kernel.spawn import Command
 
 TYPE_CHECKING = False
@@ -64,4 +67,48 @@ def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fd: int,
     return Command(config.argv if argv is None else argv, env=env,
                    cwd=config.working_directory, umask=config.umask, uid=account.uid,
                    gid=account.gid, groups=account.groups, fds=fds, pdeathsig=pdeathsig,
-                   nofile=nofile, cgroup=cgroup, env_pid_vars=pid_vars)
+                   nofile=nofile, cgroup=cgroup, env_pid_vars=pid_vars,
+                   rlimits=[(name, *limit) for name, limit in config.limits.items()],
+                   nice=config.nice, oom_score_adj=config.oom_score_adjust)
+
+
+def bases(environ: Mapping[str, str]) -> dict[str, str]:
+    """Where each kind of service directory goes: systemd's for root, XDG's for a user."""
+    if os.geteuid() == 0:
+        return dict(DIRECTORY_BASES)
+    home = environ.get("HOME", "/")
+    state = environ.get("XDG_STATE_HOME", os.path.join(home, ".local/state"))
+    return {"runtime": environ.get("XDG_RUNTIME_DIR", f"/tmp/roost-{os.geteuid()}"),
+            "state": state, "cache": environ.get("XDG_CACHE_HOME", os.path.join(home, ".cache")),
+            "logs": os.path.join(state, "log"),
+            "configuration": environ.get("XDG_CONFIG_HOME", os.path.join(home, ".config"))}
+
+
+def make_directories(config: ServiceConfig, cmd: Command,
+                     environ: Mapping[str, str]) -> None:
+    """Make the service's directories for this start and name them in its environment.
+
+    Raise OSError (kernel/dirs.Refused) when one cannot be made safely.
+    """
+    if not config.directories:
+        return
+    where = bases(environ)
+    uid = os.geteuid() if cmd.uid is None else cmd.uid
+    gid = os.getegid() if cmd.gid is None else cmd.gid
+    for kind, (names, mode) in config.directories.items():
+        made = []
+        for name in names:
+            if kind == "runtime" and config.runtime_directory_preserve is False:
+                dirs.remove(where[kind], name)  # systemd's "no": a fresh one each start
+            made.append(dirs.make(where[kind], name, uid, gid, mode))
+        if made:
+            cmd.env[f"{kind.upper()}_DIRECTORY"] = ":".join(made)
+
+
+def remove_runtime_directories(config: ServiceConfig, environ: Mapping[str, str]) -> None:
+    """The service stopped for good: its runtime directories go, unless it keeps them."""
+    if config.runtime_directory_preserve is True or "runtime" not in config.directories:
+        return
+    base = bases(environ)["runtime"]
+    for name in config.directories["runtime"][0]:
+        dirs.remove(base, name)

@@ -285,6 +285,8 @@ class Supervisor:
         if rt.fd_store and rt.machine.state in _STOPPED:
             # Kept across restarts only: a service stopped (or given up) starts afresh.
             console.say(f"{rt.name}: closed {rt.flush_fd_store()} stored descriptors")
+        if rt.config.directories and rt.machine.state in _STOPPED:
+            command.remove_runtime_directories(rt.config, self._base_env)
         if rt.poll is not None and rt.machine.state != machine.STARTING:
             rt.poll.cancel()
             rt.poll = None
@@ -325,6 +327,7 @@ class Supervisor:
                 notify_socket=rt.notify_sock.address if rt.notify_sock is not None else None,
                 pdeathsig=self.pdeathsig, nofile=self.nofile, passed=rt.fd_store)
             cmd.cgroup = self.tracker.placement(cfg)
+            command.make_directories(cfg, cmd, self._base_env)
         except (OSError, ValueError) as exc:
             self._close_notify_fd(rt)
             self._event(rt, rt.machine.spawn_failed(f"cannot start: {exc}", now))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import resource
 
-from roost.config.check import _umask, shown
+from roost.config.check import shown
 from roost.core.model import DIRECTORY_KINDS
 from roost.kernel import proc
 
@@ -119,8 +119,13 @@ def directories(value: Any) -> list[str]:
 
 
 def mode(value: Any) -> int:
-    """A `*_directory_mode`: an octal string like "0750"."""
-    return _umask(value)
+    """A `*_directory_mode`: an octal string like "0750" (setgid and sticky bits too)."""
+    if isinstance(value, str) and value and len(value) <= 5 and \
+            all(c in "01234567" for c in value):
+        number = int(value, 8)
+        if number <= 0o7777:
+            return number
+    raise ValueError(f"expected an octal mode like \"0755\", got {shown(value)}")
 
 
 def preserve(value: Any) -> bool | str:

@@ -175,6 +175,16 @@ def test_stop_timeout_kills() -> None:
                                                 "killed by SIGKILL")
 
 
+def test_stop_timeout_0_waits_as_long_as_it_takes() -> None:
+    # systemd's TimeoutStopSec=0 (a translated redis unit has it): no SIGKILL, ever.
+    m = machine(stop_timeout=0.0)
+    up(m)
+    assert r(m.stop(1.0)) == ["Disarm('start')", "Kill(15)"]
+    assert r(m.extend(5.0, 2.0)) == []  # nothing to extend
+    assert r(m.exited(TERMED, 500.0)) == ["Disarm('stop')"]
+    assert (m.state, m.last_exit) == (DOWN, "killed by SIGTERM")
+
+
 def test_stop_waits_for_leftovers() -> None:
     m = machine()
     up(m)
@@ -738,7 +748,7 @@ class World(RuleBasedStateMachine):
         window=st.sampled_from([1.0, 10.0, 60.0]),
         reset=st.sampled_from([0.0, 1.0, 10.0]),
         start_timeout=st.sampled_from([0.0, 0.5, 5.0]),
-        stop_timeout=st.sampled_from([0.0, 0.5, 5.0]),
+        stop_timeout=st.sampled_from([0.1, 0.5, 5.0]),  # 0 (no limit): its own test
         rng=st.floats(0.0, 1.0),
     )
     def setup(self, kind: str, restart: str, delay: float, delay_max: float, limit: int,

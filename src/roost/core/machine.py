@@ -374,9 +374,10 @@ class Machine:
         unwatch = self._unwatch()
         self._enter(STOPPING, now, reason)
         config = self.config
-        self._deadline = (T_STOP, now + config.stop_timeout)
-        return [Disarm(T_START), *unwatch, Kill(signal or config.stop_signal),
-                Arm(T_STOP, config.stop_timeout)]
+        actions = [Disarm(T_START), *unwatch, Kill(signal or config.stop_signal)]
+        # stop_timeout = 0 is no limit, as start_timeout = 0 and systemd's TimeoutStopSec=0.
+        self._deadline = (T_STOP, now + config.stop_timeout) if config.stop_timeout else None
+        return [*actions, Arm(T_STOP, config.stop_timeout)] if config.stop_timeout else actions
 
     def _unwatch(self) -> list[Action]:
         """Leaving `up`: a watchdog armed for this run must not fire in the next."""

@@ -198,8 +198,10 @@ def _attributes(service: Service, options: dict[str, str], get: Getter,
         except ValueError:
             raise NotImportable(f"{path}: [{section}] stopsignal: {signal!r}") from None
     if "stopwaitsecs" in options:
-        service.set("stop_timeout", _int(get("stopwaitsecs", "10"), path, section,
-                                         "stopwaitsecs"))
+        wait = _int(get("stopwaitsecs", "10"), path, section, "stopwaitsecs")
+        # supervisord's 0 is SIGKILL at once; roost's stop_timeout = 0 is no limit.
+        service.set("stop_timeout", wait or 0.001,
+                    "" if wait else "stopwaitsecs=0: SIGKILL right after the stop signal")
     for key, roost_key in (("user", "user"), ("directory", "working_directory")):
         if key in options:
             service.set(roost_key, get(key, ""))

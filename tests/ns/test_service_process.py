@@ -27,6 +27,9 @@ for line in open("/proc/self/limits"):
         out.write(" ".join(line.split()) + "\n")
 out.write(f"nice {os.getpriority(os.PRIO_PROCESS, 0)}\n")
 out.write(f"oom {open('/proc/self/oom_score_adj').read().strip()}\n")
+for line in open("/proc/self/status"):
+    if line.startswith("NoNewPrivs:"):
+        out.write(" ".join(line.split()) + "\n")
 for kind in ("RUNTIME", "STATE", "CACHE", "LOGS", "CONFIGURATION"):
     out.write(f"{kind} {os.environ.get(kind + '_DIRECTORY', '-')}\n")
 out.close()
@@ -46,13 +49,13 @@ def test_limits_priority_and_oom_score(tmp_path: Path, mode: str) -> None:
     out = tmp_path / "report"
     config.service("svc", command=[*config.python("report", REPORT), str(out)],
                    limits={"nofile": "1000:2000", "nproc": 700, "core": 0},
-                   nice=7, oom_score_adjust=300)
+                   nice=7, oom_score_adjust=300, no_new_privileges=True)
     with running(config, mode, tmp_path):
         lines = report(out)
     assert "Max open files 1000 2000 files" in lines
     assert "Max processes 700 700 processes" in lines
     assert "Max core file size 0 0 bytes" in lines
-    assert "nice 7" in lines and "oom 300" in lines
+    assert "nice 7" in lines and "oom 300" in lines and "NoNewPrivs: 1" in lines
 
 
 def test_a_limit_roost_cannot_grant_is_refused_at_check(tmp_path: Path) -> None:

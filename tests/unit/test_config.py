@@ -292,6 +292,7 @@ BAD_VALUES = [
      "or \"infinity\", got 'x'"),
     ("limits", '{ nproc = "9:3" }', "nproc: the soft limit 9 is above the hard limit 3"),
     ("nice", "20", "expected an integer from -20 to 19, got 20"),
+    ("no_new_privileges", '"yes"', "expected true or false, got a string"),
     ("oom_score_adjust", "-1001", "expected an integer from -1000 to 1000, got -1001"),
     ("runtime_directory", '"/run/x"', "'/run/x': a path below the directory's base, "
      "without '..'"),

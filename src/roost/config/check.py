@@ -276,6 +276,7 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     # Checked by load with config/process.py; *_directory(_mode) gathered into directories.
     "limits": lambda v: v,
     "nice": lambda v: v,
+    "no_new_privileges": _boolean,
     "oom_score_adjust": lambda v: v,
     "runtime_directory_preserve": lambda v: v,
     **{f"{kind}_directory{suffix}": lambda v: v for kind in DIRECTORY_KINDS

@@ -79,6 +79,7 @@ class ServiceConfig:
         "memory_max",
         "name",
         "nice",
+        "no_new_privileges",
         "notify_access",
         "oom_score_adjust",
         "path",
@@ -145,6 +146,8 @@ class ServiceConfig:
         # Resource limits as (resource, soft, hard), by their lower-cased LimitXXX= name.
         self.limits: dict[str, tuple[int, int, int]] = {}
         self.nice: int | None = None
+        # PR_SET_NO_NEW_PRIVS: no setuid program or file capability raises it again.
+        self.no_new_privileges = False
         self.oom_score_adjust: int | None = None
         # kind ("runtime", ...) -> (paths below its base, mode), made before each start.
         self.directories: dict[str, tuple[list[str], int]] = {}

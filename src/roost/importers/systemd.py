@@ -234,7 +234,8 @@ DIRECTORY_DIRECTIVES = {f"{kind.capitalize()}Directory": kind for kind in (
     "runtime", "state", "cache", "logs", "configuration")}
 HANDLED.update(LIMIT_DIRECTIVES, DIRECTORY_DIRECTIVES,
                {f"{d}Mode" for d in DIRECTORY_DIRECTIVES},
-               {"RuntimeDirectoryPreserve", "Nice", "OOMScoreAdjust", "UMask"})
+               {"RuntimeDirectoryPreserve", "Nice", "OOMScoreAdjust", "UMask",
+                "NoNewPrivileges"})
 
 
 def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str, str]]],
@@ -309,6 +310,9 @@ def _process_keys(service: Service, values: dict[str, list[tuple[str, str]]]) ->
     for directive, key in (("Nice", "nice"), ("OOMScoreAdjust", "oom_score_adjust")):
         if (got := last(directive)) is not None and got[0].lstrip("-").isdigit():
             service.set(key, int(got[0]), at=(got[1], directive))
+    if (got := last("NoNewPrivileges")) is not None:
+        yes = got[0].lower() in ("yes", "true", "on", "1")
+        service.set("no_new_privileges", yes, at=(got[1], "NoNewPrivileges"))
     if (got := last("UMask")) is not None:
         service.set("umask", got[0].rjust(3, "0")[-4:], at=(got[1], "UMask"))
     for directive, kind in DIRECTORY_DIRECTIVES.items():

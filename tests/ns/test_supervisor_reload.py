@@ -56,8 +56,8 @@ def test_invalid_reload_changes_nothing_and_says_why(tmp_path: Path, mode: str) 
         result = roost.cli("reload")
         assert result.returncode == 1
         assert "the new configuration is invalid; nothing changed" in result.stderr
-        assert (f"{bad}:2: restart: expected one of always, on-failure, on-watchdog, never; "
-                "got 'sometimes'") in result.stderr
+        assert (f"{bad}:2: restart: expected one of always, on-success, on-failure, "
+                "on-abnormal, on-abort, on-watchdog, never; got 'sometimes'") in result.stderr
         assert "dependency cycle: loop -> loop2 -> loop" in result.stderr
         assert pids(roost) == before
         assert sorted(pids(roost)) == ["change", "dependent", "drop", "keep"]

@@ -259,7 +259,8 @@ BAD_VALUES = [
     ("requires", "[1]", "expected a list of service names, got a list"),
     ("wants", "{ a = 1 }", "expected a list of service names, got a table"),
     ("restart", '"sometimes"',
-     "expected one of always, on-failure, on-watchdog, never; got 'sometimes'"),
+     "expected one of always, on-success, on-failure, on-abnormal, on-abort, on-watchdog, "
+     "never; got 'sometimes'"),
     ("restart_delay", '"1s"', "expected a number of seconds, got a string"),
     ("restart_delay", "true", "expected a number of seconds, got a boolean"),
     ("restart_delay", "-0.5", "must be 0 or more, got -0.5"),
@@ -307,6 +308,11 @@ BAD_VALUES = [
     ("logs_directory_mode", '"17777"', "expected an octal mode like \"0755\", got '17777'"),
     ("configuration_directory_mode", "493", "expected an octal mode like \"0755\", got 493"),
     ("runtime_directory_preserve", '"yes"', "expected true, false or \"restart\", got 'yes'"),
+    ("success_exit_status", "3", "expected a list of exit codes and signal names, got an integer"),
+    ("success_exit_status", "[256]",
+     "expected an exit code from 0 to 255 or a signal name, got 256"),
+    ("restart_prevent_exit_status", '["NOPE"]', "expected an exit code from 0 to 255 or a signal "
+     "name, got 'NOPE'"),
     ("fd_store_max", "-1", "must be 0 or more, got -1"),
     ("fd_store_max", "1001", "must be at most 1000, got 1001"),
     ("user", '""', "expected a name or a numeric id, got ''"),

@@ -1233,3 +1233,64 @@ def test_extend_timeout_while_stopping_then_not_after_the_kill() -> None:
     assert r(m.extend(5.0, 1.5)) == ["Arm('stop', 5.000)"]
     assert r(m.timer(T_STOP, 6.5)) == ["Kill(9)"]
     assert m.extend(5.0, 7.0) == []  # the stop timeout has passed: SIGKILL was sent
+
+
+# -- what each restart policy restarts after (systemd.service(5)'s table) -------------------
+
+SEGV = ExitStatus(signal=11, core=True)
+# end of a run -> the policies that restart after it
+AFTER = {
+    "exit 0": {"always", "on-success"},
+    "exit 3": {"always", "on-failure"},
+    "SIGSEGV": {"always", "on-failure", "on-abnormal", "on-abort"},
+    "start timeout": {"always", "on-failure", "on-abnormal"},
+    "watchdog": {"always", "on-failure", "on-abnormal", "on-watchdog"},
+}
+
+
+def end(m: Machine, how: str) -> None:
+    """Start a machine and bring its run to the end named `how`."""
+    if how in ("start timeout", "watchdog"):
+        m.start(0.0)
+        m.spawned(100, 0.0)
+        if how == "watchdog":
+            m.ready(0.5)
+        m.timer(T_START if how == "start timeout" else service.T_WATCHDOG, 5.0)
+        m.exited(TERMED if how == "start timeout" else ExitStatus(signal=6), 5.1)
+    else:
+        up(m)
+        m.exited({"exit 0": EXIT0, "exit 3": EXIT3, "SIGSEGV": SEGV}[how], 5.0)
+
+
+@pytest.mark.parametrize("policy", ["always", "on-success", "on-failure", "on-abnormal",
+                                    "on-abort", "on-watchdog", "never"])
+@pytest.mark.parametrize("how", sorted(AFTER))
+def test_each_policy_restarts_after_what_systemd_restarts_after(policy: str, how: str) -> None:
+    kind = "notify" if how in ("watchdog", "start timeout") else "simple"
+    m = machine(restart=policy, type=kind, ready="notify" if kind == "notify" else "exec",
+                watchdog_sec=1.0 if kind == "notify" else 0.0)
+    end(m, how)
+    assert (m.state == BACKOFF) == (policy in AFTER[how]), (m.state, m.reason)
+
+
+def test_success_exit_status_is_a_clean_end() -> None:
+    m = machine(restart="on-failure", success_exit_status=[3, 256 + 15])
+    up(m)
+    m.exited(EXIT3, 1.0)
+    assert (m.state, m.want) == (DOWN, False), "exit 3 counts as success: not restarted"
+    m = machine(restart="on-success", success_exit_status=[256 + 15])
+    up(m)
+    m.exited(TERMED, 1.0)
+    assert m.state == BACKOFF, "SIGTERM counts as success: on-success restarts"
+
+
+def test_restart_prevent_exit_status_overrides_the_policy() -> None:
+    m = machine(restart="always", restart_prevent_exit_status=[255])
+    up(m)
+    m.exited(ExitStatus(code=255), 1.0)
+    assert m.state == FAILED, "sshd's RestartPreventExitStatus=255: a bad configuration"
+    m.start(2.0)
+    m.spawned(101, 2.0)
+    m.exec_done(2.0)
+    m.exited(EXIT3, 3.0)
+    assert m.state == BACKOFF, "any other end restarts as the policy says"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from roost.core import sigs
 from roost.core.conditions import KEYS as CONDITION_KEYS
+from roost.core.exits import SIGNAL_BASE
 from roost.core.model import DIRECTORY_KINDS, NOTIFY_ACCESS, RESTART_POLICIES, SERVICE_TYPES
 from roost.kernel import accounts
 
@@ -139,6 +140,26 @@ def _umask(value: Any) -> int:
     return number
 
 
+def _exit_statuses(value: Any) -> list[int]:
+    """Exit codes 0-255 and signal names, as a set of ExitStatus.number values."""
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of exit codes and signal names, got {_kind(value)}")
+    numbers = set()
+    for item in value:
+        if isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= 255:
+            numbers.add(item)
+            continue
+        if isinstance(item, str) and len(item) <= SHOWN and not item.isdigit():
+            try:
+                numbers.add(SIGNAL_BASE + sigs.number(item))
+                continue
+            except ValueError:
+                pass
+        raise ValueError(f"expected an exit code from 0 to 255 or a signal name, "
+                         f"got {shown(item)}")
+    return sorted(numbers)  # a list: what the reader's JSON gives back
+
+
 def _account(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID:
         return str(value)
@@ -256,6 +277,8 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "restart_limit": _count(1, MAX_RESTART_LIMIT),
     "restart_window": _seconds,
     "restart_reset": _seconds,
+    "success_exit_status": _exit_statuses,
+    "restart_prevent_exit_status": _exit_statuses,
     "stop_signal": _signal,
     "stop_timeout": _seconds,
     "start_timeout": _seconds,

@@ -174,8 +174,8 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
             service.conditions += [[key, spec] for spec in value]
         elif key in process.DIRECTORY_KEYS:
             kind = key.split("_directory")[0]
-            service.directories[kind] = (values.get(f"{kind}_directory", []),
-                                         values.get(f"{kind}_directory_mode", 0o755))
+            service.directories[kind] = [values.get(f"{kind}_directory", []),
+                                         values.get(f"{kind}_directory_mode", 0o755)]
         elif key not in ("command", "shell"):
             setattr(service, key, value)
     if "restart" not in values and service.type == "oneshot":

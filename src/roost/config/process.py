@@ -35,7 +35,7 @@ MAX_LIMIT = (1 << 63) - 1
 CAP_SYS_RESOURCE = 24  # what raising a hard limit above one's own takes
 
 
-def limits(value: Any) -> dict[str, tuple[int, int, int]]:
+def limits(value: Any) -> dict[str, list[int]]:
     """`limits = { nofile = 65535, core = "infinity", nproc = "512:4096" }`.
 
     Each becomes (resource, soft, hard), so that applying it needs no table of names.
@@ -54,7 +54,7 @@ def limits(value: Any) -> dict[str, tuple[int, int, int]]:
         if not may_raise and _above(hard, own):
             raise ValueError(f"{name}: {_text(hard)} is above roost's own hard limit "
                              f"({_text(own)}), which it may not raise (no CAP_SYS_RESOURCE)")
-        result[name] = (LIMITS[name], soft, hard)
+        result[name] = [LIMITS[name], soft, hard]  # lists: what the reader's JSON gives back
     return result
 
 

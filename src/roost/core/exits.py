@@ -2,6 +2,10 @@
 
 from roost.core import sigs
 
+# In a set of ends (success_exit_status, restart_prevent_exit_status): a signal is
+# SIGNAL_BASE + its number, apart from the exit codes 0-255.
+SIGNAL_BASE = 256
+
 
 class ExitStatus:
     """The end of a process: an exit code, or the signal that killed it."""
@@ -17,6 +21,11 @@ class ExitStatus:
     def success(self) -> bool:
         """True for exit code 0."""
         return self.code == 0
+
+    @property
+    def number(self) -> int:
+        """The exit code, or SIGNAL_BASE + the signal: what a set of ends holds."""
+        return self.code if self.code is not None else SIGNAL_BASE + (self.signal or 0)
 
     def describe(self) -> str:
         """Say how the process ended: `exited 3`, `killed by SIGSEGV (core dumped)`."""

@@ -38,6 +38,7 @@ machine to that table, and docs/supervisor.md's transition table to its renderin
 
 from __future__ import annotations
 
+from roost.core import outcome
 from roost.core.actions import Arm, Disarm, FindMain, Kill, Spawn
 from roost.core.states import (  # a machine's users name its states from here: __all__
     BACKOFF,
@@ -77,8 +78,10 @@ class Machine:
 
     __slots__ = (
         "_after_stop",
+        "_cause",
         "_deadline",
         "_next_delay",
+        "_prevented",
         "_rng",
         "_stop_reason",
         "_watchdog",
@@ -116,6 +119,10 @@ class Machine:
         # start or stop timer armed with when it fires (EXTEND_TIMEOUT_USEC= puts it off).
         self._watchdog = 0.0
         self._deadline: tuple[str, float] | None = None
+        # How the last run ended, for the restart policy (model.RESTARTS_AFTER), and
+        # whether it ended with a restart_prevent_exit_status.
+        self._cause = "success"
+        self._prevented = False
 
     # -- what the operator and the order ask ------------------------------------------
 
@@ -303,10 +310,11 @@ class Machine:
             return [Disarm(T_STOP), *self._stopped(now)]
         if self.state not in (STARTING, UP):
             return []
+        success, self._cause, self._prevented = outcome.judge(self.config, status)
         if self.config.type == "forking" and self.state == STARTING and status.success:
             return [FindMain()]
         actions = [Disarm(T_START)] if leftovers else [Disarm(T_START), *self._unwatch()]
-        return actions + self._after_exit(now, status.success, leftovers)
+        return actions + self._after_exit(now, success, leftovers)
 
     def gone(self, now: float) -> list[Action]:
         """Every process of the service is gone."""
@@ -323,12 +331,14 @@ class Machine:
             self.reason = f"did not stop within {self.config.stop_timeout:g}s: killed"
             return [Kill(SIGKILL)]
         if name == T_START and self.state == STARTING:
+            self._cause, self._prevented = "timeout", False
             self.last_exit = f"not ready within {self.config.start_timeout:g}s"
             actions = self._begin_stop(now, self.last_exit)
             self._after_stop = "failure"
             return actions
         if name in (T_WATCHDOG, T_UNHEALTHY) and self.state == UP:
             self.last_exit = name  # unhealthy: `retries` failed health checks, a failure
+            self._cause, self._prevented = name, False
             hung = name == T_WATCHDOG
             actions = self._begin_stop(now, name, SIGABRT if hung else 0)
             self._after_stop = "watchdog" if hung else "failure"
@@ -398,21 +408,20 @@ class Machine:
             return self._spawn(now)
         if after == "exit":
             return self._decide(now, success=True)
-        if after in ("failure", "watchdog"):
-            return self._decide(now, success=False, watchdog=after == "watchdog")
+        if after in ("failure", "watchdog"):  # its cause was recorded by the timer
+            return self._decide(now, success=False)
         self._enter(DOWN, now, self.reason if self.reason != "restarting" else "stopped")
         return []
 
-    def _decide(self, now: float, success: bool, watchdog: bool = False) -> list[Action]:
-        policy = self.config.restart
+    def _decide(self, now: float, success: bool) -> list[Action]:
+        config = self.config
         if not self.want:
             self._enter(DOWN, now, "stopped")
             return []
-        if success and self.config.type == "oneshot":
+        if success and config.type == "oneshot":
             self._enter(DONE, now, "")
             return []
-        if policy == "always" or (policy == "on-failure" and not success) or \
-                (policy == "on-watchdog" and watchdog):
+        if outcome.restarts(config, success, self._cause, self._prevented):
             return self._backoff(now)
         if success:
             # Done with what it was asked to do: nothing may start it again unasked.

@@ -6,8 +6,27 @@ long as it runs, and a thousand services should cost kilobytes, not megabytes.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 SERVICE_TYPES = ("simple", "oneshot", "forking", "notify")
-RESTART_POLICIES = ("always", "on-failure", "on-watchdog", "never")
+RESTART_POLICIES = ("always", "on-success", "on-failure", "on-abnormal", "on-abort",
+                    "on-watchdog", "never")
+# Which ends of a run each policy restarts after, as systemd.service(5) tabulates them:
+# "success" (exit 0, or a success_exit_status), "code" (another exit code), "signal"
+# (killed by a signal), "timeout" (not ready in time), "watchdog" (no keep-alive),
+# "unhealthy" (failed health checks, counted as systemd counts a watchdog).
+RESTARTS_AFTER = {
+    "always": frozenset({"success", "code", "signal", "timeout", "watchdog", "unhealthy"}),
+    "on-success": frozenset({"success"}),
+    "on-failure": frozenset({"code", "signal", "timeout", "watchdog", "unhealthy"}),
+    "on-abnormal": frozenset({"signal", "timeout", "watchdog", "unhealthy"}),
+    "on-abort": frozenset({"signal"}),
+    "on-watchdog": frozenset({"watchdog"}),
+    "never": frozenset(),
+}
+
 # What a service may be called (its file is NAME.toml): a regular expression.
 SERVICE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.@-]*"
 NOTIFY_ACCESS = ("main", "exec", "all", "none")
@@ -91,12 +110,14 @@ class ServiceConfig:
         "restart_delay",
         "restart_delay_max",
         "restart_limit",
+        "restart_prevent_exit_status",
         "restart_reset",
         "restart_window",
         "runtime_directory_preserve",
         "start_timeout",
         "stop_signal",
         "stop_timeout",
+        "success_exit_status",
         "type",
         "umask",
         "user",
@@ -123,6 +144,10 @@ class ServiceConfig:
         self.restart_reset = 10.0
         self.stop_signal = 15
         self.stop_timeout = 10.0
+        # Exit codes (and SIGNAL_BASE + signals) that count as success beyond exit 0, and
+        # those after which the service is never restarted, whatever `restart` says.
+        self.success_exit_status: list[int] = []
+        self.restart_prevent_exit_status: list[int] = []
         self.start_timeout = 60.0
         # "exec": ready once exec succeeded; "fd:N": a newline on fd N (s6);
         # "pipevar:VAR": a byte on the fd $VAR names (dinit); "file:PATH": PATH exists;
@@ -144,13 +169,13 @@ class ServiceConfig:
         self.working_directory: str | None = None
         self.environment: dict[str, str] = {}
         # Resource limits as (resource, soft, hard), by their lower-cased LimitXXX= name.
-        self.limits: dict[str, tuple[int, int, int]] = {}
+        self.limits: dict[str, list[int]] = {}
         self.nice: int | None = None
         # PR_SET_NO_NEW_PRIVS: no setuid program or file capability raises it again.
         self.no_new_privileges = False
         self.oom_score_adjust: int | None = None
         # kind ("runtime", ...) -> (paths below its base, mode), made before each start.
-        self.directories: dict[str, tuple[list[str], int]] = {}
+        self.directories: dict[str, list[Any]] = {}
         # The runtime directories are removed when the service stops (false), never
         # (true), or only when it stops for good ("restart": kept across restarts).
         self.runtime_directory_preserve: bool | str = False

@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
 TYPES = {"simple": "simple", "exec": "simple", "forking": "forking", "oneshot": "oneshot",
          "notify": "notify", "notify-reload": "notify", "idle": "simple"}
-RESTARTS = {"no": "never", "always": "always", "on-failure": "on-failure",
-            "on-abnormal": "on-failure", "on-abort": "on-failure", "on-watchdog": "on-failure"}
+RESTARTS = {"no": "never", "always": "always", "on-success": "on-success",
+            "on-failure": "on-failure", "on-abnormal": "on-abnormal", "on-abort": "on-abort",
+            "on-watchdog": "on-watchdog"}
 # Commands systemd runs around the main one: without them the service is not the same.
 AROUND = ("ExecStartPre", "ExecStartPost", "ExecCondition", "ExecStopPost")
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
@@ -235,7 +236,7 @@ DIRECTORY_DIRECTIVES = {f"{kind.capitalize()}Directory": kind for kind in (
 HANDLED.update(LIMIT_DIRECTIVES, DIRECTORY_DIRECTIVES,
                {f"{d}Mode" for d in DIRECTORY_DIRECTIVES},
                {"RuntimeDirectoryPreserve", "Nice", "OOMScoreAdjust", "UMask",
-                "NoNewPrivileges"})
+                "NoNewPrivileges", "SuccessExitStatus", "RestartPreventExitStatus"})
 
 
 def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str, str]]],
@@ -245,12 +246,9 @@ def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str,
 
     if (got := last("Restart")) is not None:
         value, where = got
-        if value == "on-success":
-            raise Refused(where, "Restart=on-success: roost has no such policy", "Restart")
         if value not in RESTARTS:
             raise Refused(where, f"Restart={value}: not a policy", "Restart")
-        service.set("restart", RESTARTS[value], "" if value in ("no", "always", "on-failure")
-                    else f"Restart={value}: roost restarts on any failure", at=(where, "Restart"))
+        service.set("restart", RESTARTS[value], at=(where, "Restart"))
     elif kind != "oneshot":
         service.set("restart", "never", "systemd's default, Restart=no")
     for key, roost_key in (("RestartSec", "restart_delay"), ("TimeoutStartSec", "start_timeout"),
@@ -290,6 +288,13 @@ def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str,
     if (got := last("CPUWeight")) is not None and got[0].isdigit():
         service.set("cpu_weight", int(got[0]), at=(got[1], "CPUWeight"))
     _process_keys(service, values)
+    for directive, key in (("SuccessExitStatus", "success_exit_status"),
+                           ("RestartPreventExitStatus", "restart_prevent_exit_status")):
+        ends = [word for value, _ in values.get(directive, []) for word in value.split()]
+        if ends:
+            # Codes as numbers, signals by name: what roost's key takes.
+            service.set(key, [int(w) if w.isdigit() else w for w in ends],
+                        at=(values[directive][-1][1], directive))
     if env and "Environment" in values:
         service.set("environment", dict(env), at=(values["Environment"][-1][1], "Environment"))
 

@@ -68,7 +68,8 @@ def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fd: int,
                    cwd=config.working_directory, umask=config.umask, uid=account.uid,
                    gid=account.gid, groups=account.groups, fds=fds, pdeathsig=pdeathsig,
                    nofile=nofile, cgroup=cgroup, env_pid_vars=pid_vars,
-                   rlimits=[(name, *limit) for name, limit in config.limits.items()],
+                   rlimits=[(name, which, soft, hard)
+                            for name, (which, soft, hard) in config.limits.items()],
                    nice=config.nice, oom_score_adj=config.oom_score_adjust,
                    no_new_privs=config.no_new_privileges)
 

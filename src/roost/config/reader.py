@@ -27,7 +27,11 @@ TIMEOUT = 30.0  # seconds the reader may take before it is killed
 
 
 def _slots(obj: ServiceConfig | Settings) -> dict[str, object]:
-    fields = {slot: getattr(obj, slot) for slot in type(obj).__slots__}
+    # Only what differs from the defaults: the reply, and the memory roost needs to read
+    # it, grow with what the files say, not with every key roost knows.
+    blank = Settings() if isinstance(obj, Settings) else ServiceConfig("", "", [])
+    fields = {slot: getattr(obj, slot) for slot in type(obj).__slots__
+              if slot in ("name", "path", "argv") or getattr(obj, slot) != getattr(blank, slot)}
     health = fields.get("health")
     if isinstance(health, HealthCheck):
         fields["health"] = health.fields()

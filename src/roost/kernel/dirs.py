@@ -11,7 +11,6 @@ service's own); the last is the service's, with its mode.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -66,4 +65,6 @@ def remove(base: str, relative: str) -> None:
     if not stat.S_ISDIR(info.st_mode):
         return  # a link or a file put in its place is not the service's directory
     # rmtree works through directory descriptors here (avoids_symlink_attacks on Linux).
+    import shutil  # noqa: PLC0415 - lazy (memory): it brings zlib, lzma and fnmatch to the supervisor
+
     shutil.rmtree(path, ignore_errors=True)

@@ -26,9 +26,7 @@ from roost.kernel.spawn import SpawnError, spawn
 from roost.supervise import budget, command
 from roost.supervise.channels import NotificationFd, NotifySocket
 from roost.supervise.forking import Daemons
-from roost.supervise.health import Checks
 from roost.supervise.logs import LogSettings, ServiceLog
-from roost.supervise.probes import Poll
 from roost.supervise.readiness import Notifications
 from roost.supervise.runtime import Runtime, broken_record
 
@@ -42,10 +40,10 @@ if TYPE_CHECKING:
     from roost.kernel.loop import Loop
     from roost.kernel.reaper import Reaper
     from roost.kernel.spawn import Child, Command
+    from roost.supervise.health import Checks
     from roost.tracking import Tracker
 
-# Where a service rests once stopped, given up or done: what it stored is closed there.
-_STOPPED = frozenset({machine.DOWN, machine.FAILED, machine.DONE})
+_STOPPED = frozenset({machine.DOWN, machine.FAILED, machine.DONE})  # stored fds go there
 
 
 class Supervisor:
@@ -69,8 +67,7 @@ class Supervisor:
         self.services: dict[str, Runtime] = {}
         self.daemons = Daemons(loop, reaper, tracker, event=self._event, gone=self._gone)
         self.notifications = Notifications(loop, tracker, self.daemons, self._event)
-        self.health = Checks(loop, reaper, spawner, self._base_env, self._event,
-                             pdeathsig=pdeathsig, nofile=nofile)
+        self._health: Checks | None = None  # made for the first service with a health check
         self._waiters: list[tuple[Callable[[], bool], Callable[[], None]]] = []
         # Called after a batch of moves in which a service changed state: roost's own
         # readiness follows them (announce.py). None costs a roost nobody watches nothing.
@@ -291,7 +288,12 @@ class Supervisor:
             rt.poll.cancel()
             rt.poll = None
         if rt.health is not None or rt.config.health is not None:
-            self.health.follow(rt)
+            if self._health is None:
+                from roost.supervise.health import Checks  # noqa: PLC0415 - lazy (memory): only services with `health` need it
+
+                self._health = Checks(self.loop, self.reaper, self._spawner, self._base_env,
+                                      self._event, pdeathsig=self.pdeathsig, nofile=self.nofile)
+            self._health.follow(rt)
 
     def _arm(self, rt: Runtime, name: str, delay: float) -> None:
         old = rt.timers.pop(name, None)
@@ -348,6 +350,8 @@ class Supervisor:
         if cfg.ready.startswith(("file:", "tcp:")):
             # Only the service's own user, or root, can make its file.
             owners = {0, os.geteuid() if cmd.uid is None else cmd.uid}
+            from roost.supervise.probes import Poll  # noqa: PLC0415 - lazy (memory): file: and tcp: readiness only
+
             rt.poll = Poll(self.loop, cfg.ready, owners, lambda: self._ready(rt))
         rt.child = child
         self.tracker.unwatch_main(rt.name)

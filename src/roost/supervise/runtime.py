@@ -150,13 +150,16 @@ class Runtime:
             "notify_refused": self.notify_refused,
             "notify_malformed": self.notify_malformed,
             "log_dropped": self.log.lost,
-            "fds_stored": len(self.fd_store),
             # For `roost analyze`: when the last start began and when it settled (up, done
             # or failed), in seconds ago, and what it was ordered after.
             "start_age": round(now - m.starts[-1], 3) if m.starts else None,
             "settle_age": round(now - settled, 3) if settled is not None else None,
             "after": self.config.after,
-            **(self.health.fields(m.state == machine.UP) if self.health else NO_HEALTH),
+            # A feature's fields only for a service that uses it: a status reply of many
+            # services is held whole in roost's memory while it is sent.
+            **(self.health.fields(m.state == machine.UP) if self.health
+               else NO_HEALTH if self.config.health is not None else {}),
+            **({"fds_stored": len(self.fd_store)} if self.config.fd_store_max else {}),
         }
 
     def flush_fd_store(self, name: str | None = None) -> int:
@@ -181,5 +184,4 @@ def broken_record(name: str, reason: str) -> dict[str, object]:
             "uptime": None, "restarts": 0, "last_exit": None, "reason": reason, "status": "",
             "phase": None, "phase_since": None,
             "want": None, "tracking": None, "notify_refused": 0, "notify_malformed": 0,
-            "log_dropped": 0, "fds_stored": 0, "start_age": None, "settle_age": None, "after": [],
-            **NO_HEALTH}
+            "log_dropped": 0, "start_age": None, "settle_age": None, "after": []}

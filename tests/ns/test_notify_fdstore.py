@@ -83,8 +83,9 @@ def test_a_stored_socket_outlives_a_crash_and_a_stop_closes_it(tmp_path: Path,
         again = wait_for(lambda: (r := roost.status("web"))["state"] == "up"
                          and r["pid"] != first["pid"] and r, timeout=30, what="a new run")
         assert isinstance(again, dict)
-        served = answer(waiting)
-        assert served != 0 and roost.status("web")["restarts"] == 1
+        # Served by the next run, over the socket the first one made.
+        assert answer(waiting) == again["pid"]
+        assert roost.status("web")["restarts"] == 1
         assert events.read_text().splitlines() == ["made", "handed 1 http"]
         stopped(roost)
         with pytest.raises(ConnectionRefusedError):

@@ -57,14 +57,24 @@ def make(base: str, relative: str, uid: int, gid: int, mode: int) -> str:
 
 def remove(base: str, relative: str) -> None:
     """Remove `base/relative` and all in it, following no symbolic link; gone already is fine."""
-    path = os.path.join(base, relative)
+    *parents, last = relative.split("/")
     try:
-        info = os.lstat(path)
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         return
-    if not stat.S_ISDIR(info.st_mode):
-        return  # a link or a file put in its place is not the service's directory
-    # rmtree works through directory descriptors here (avoids_symlink_attacks on Linux).
-    import shutil  # noqa: PLC0415 - lazy (memory): it brings zlib, lzma and fnmatch to the supervisor
+    try:
+        # A parent the service owns may have had a link swapped in: walk, never follow.
+        for part in parents:
+            child = os.open(part, _DIR, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        if not stat.S_ISDIR(os.stat(last, dir_fd=fd, follow_symlinks=False).st_mode):
+            return  # a link or a file put in its place is not the service's directory
+        # rmtree works through directory descriptors here (avoids_symlink_attacks on Linux).
+        import shutil  # noqa: PLC0415 - lazy (memory): it brings zlib, lzma and fnmatch to the supervisor
 
-    shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(last, dir_fd=fd, ignore_errors=True)
+    except OSError:
+        return  # gone, or not a directory roost may walk: nothing of the service's to remove
+    finally:
+        os.close(fd)

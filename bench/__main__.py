@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import native, peers, report
+from bench import installs, native, peers, report
 from bench.core import (
     DEV_VENV,
     OUT,
@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     native.build()
     found = peers.ensure(log, install=not args.no_install)
-    roost_ok, roost_reason = peers.roost_status()
+    roost_reason = installs.build(log)
+    roost_ok, roost_reason = (False, roost_reason) if roost_reason else \
+        peers.roost_status(installs.VENV_BIN / "roost")
     log("roost: " + ("found" if roost_ok else f"not measured ({roost_reason})"))
     workroot = OUT / f"work-{os.getpid()}"
     ctx = Ctx(quick=args.quick, reps=args.reps, peers=found, roost_ok=roost_ok,

@@ -180,15 +180,17 @@ def ensure(log: Callable[[str], None], install: bool = True) -> Peers:
     return peers
 
 
-def roost_status() -> tuple[bool, str]:
-    """Whether the roost console script works (`roost --help`), and why not."""
-    if not ROOST.exists():
-        return False, f"{ROOST} does not exist yet"
-    try:
-        proc = subprocess.run([str(ROOST), "--help"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, f"`roost --help` failed: {exc}"
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return False, f"`roost --help` exited {proc.returncode}: {tail}"
+def roost_status(installed: Path) -> tuple[bool, str]:
+    """Whether the worktree's roost and the installed one work (`roost --help`), and why not."""
+    for launcher in (ROOST, installed):
+        if not launcher.exists():
+            return False, f"{launcher} does not exist yet"
+        try:
+            proc = subprocess.run([str(launcher), "--help"], capture_output=True, text=True,
+                                  timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, f"`{launcher} --help` failed: {exc}"
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            return False, f"`{launcher} --help` exited {proc.returncode}: {tail}"
     return True, ""

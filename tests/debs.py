@@ -39,6 +39,7 @@ PROGRAMS = {
     "ssh": "openssh-client",
     "memcached": "memcached",            # a wrapper script that execs the daemon
     "haproxy": "haproxy",                # -Ws: a master that speaks sd_notify across reloads
+    "busybox": "busybox",                # an env without --block-signal, as Alpine has
 }
 # The shared libraries tests preload, and their packages.
 LIBRARIES = {

@@ -31,7 +31,10 @@ fi
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
+    # A copy of the interpreter, not a link: the tests run roost's client as other uids,
+    # through the launcher's exec of env, and the interpreter's own directory (a pyenv
+    # under /root) may be closed to them.
+    "$PYTHON" -m venv --copies .venv
 fi
 .venv/bin/pip install -q -e '.[test]'
 if [ "$(id -u)" -eq 0 ]; then

@@ -15,7 +15,7 @@ import json
 import subprocess
 
 from bench import inits, native
-from bench.core import Ctx, Grid, Result, Table, fmt
+from bench.core import Ctx, Grid, Result, Table, Target, fmt
 
 NAME = "signal-window"
 TITLE = "Exec until signal handlers are live"
@@ -59,6 +59,7 @@ def run(ctx: Ctx) -> Result:
     """Sweep the delays for every container init, trials interleaved."""
     res = Result(NAME, TITLE, __doc__ or "")
     ok, why = inits.available(ctx)
+    ok.update(inits.launches(ctx))
     for name, reason in why.items():
         res.notes.append(f"{name} not measured: {reason}")
     delays = DELAYS_QUICK if ctx.quick else DELAYS_FULL
@@ -107,6 +108,13 @@ def run(ctx: Ctx) -> Result:
                    for n in names},
     }]
     res.plots.append("signal-window.svg")
+    tini = safe_by.get("tini")
+    for n, v in safe_by.items():
+        if n.startswith("roost") and n != "roost (base)" and tini is not None:
+            res.targets.append(Target(f"signal window: {n} acts on every TERM from no later "
+                                      "than tini", v is not None and v <= tini,
+                                      "never" if v is None else f"{fmt(v, 2)} ms (tini "
+                                      f"{fmt(tini, 2)} ms)"))
     if "roost" in safe_by:
         s = safe_by["roost"]
         res.headlines.append(

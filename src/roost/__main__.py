@@ -2,7 +2,7 @@
 
 from roost import early  # noqa: I001 - first: blocks signals before any other import
 
-import os
+import posix
 import sys
 
 SYSTEM_REQUESTS = ("poweroff", "reboot", "halt", "shutdown")
@@ -11,7 +11,7 @@ SYSTEM_REQUESTS = ("poweroff", "reboot", "halt", "shutdown")
 def main(argv: list[str] | None = None) -> int:
     """Dispatch on the program name, then on the subcommand."""
     argv = sys.argv if argv is None else argv
-    prog = os.path.basename(argv[0]) if argv else "roost"
+    prog = argv[0].rpartition("/")[2] if argv else "roost"
     args = argv[1:]
     if args[:1] == ["run"]:
         from roost.container import run  # noqa: PLC0415 - lazy (start-up): a role loads only its own
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                 stream.flush()
             except (OSError, ValueError):
                 pass
-        os._exit(code)
+        posix._exit(code)
     # The system names go straight to roost.system: PID 1 binds its socket, and a
     # `poweroff` asks, before argparse is even imported.
     if prog in SYSTEM_REQUESTS or args[:1] in (["poweroff"], ["reboot"], ["halt"]):
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         if prog in SYSTEM_REQUESTS:
             return poweroff.main(prog, args)
         return poweroff.main(args[0], args[1:])
-    if prog == "init" or args[:1] == ["init"] or (os.getpid() == 1 and not args):
+    if prog == "init" or args[:1] == ["init"] or (posix.getpid() == 1 and not args):
         from roost.system import boot  # noqa: PLC0415 - lazy (start-up): a role loads only its own
 
         return boot.main(args[1:] if args[:1] == ["init"] and prog != "init" else args)

@@ -37,9 +37,19 @@ def entrypoint() -> list[str]:
     return [*parts["ENTRYPOINT"], *parts["CMD"]]
 
 
+ENV_BLOCK = ["env", "--block-signal", "ROOST_LAUNCHER=blocked"]
+
+
 def roost_run(argv: list[str]) -> Any:
+    if argv[:3] == ENV_BLOCK:
+        argv = argv[3:]
     assert argv[:2] == ["roost", "run"], argv
     return parse(argv[2:])
+
+
+def test_the_dockerfile_starts_roost_with_its_signals_blocked() -> None:
+    # docs/container-init.md: env in the entrypoint closes the start-up window entirely.
+    assert entrypoint()[:3] == ENV_BLOCK
 
 
 def seconds(text: str) -> float:

@@ -10,13 +10,13 @@ with `--pre-stop-delay`, the first TERM reaches the command only after a pause.
 """
 
 import _signal
-import os
+import posix
 
 from roost.container.options import STOP_SIGNALS
 from roost.core import sigs
 from roost.core.exits import ExitStatus
 from roost.kernel import console
-from roost.kernel.spawn import NEW_GROUP, Command, SpawnError, spawn
+from roost.kernel.spawn import NEW_GROUP, Command, SpawnError, environ, spawn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class ContainerInit:
         self.opts = opts
         self.loop = loop
         self.reaper = reaper
-        self.pid1 = os.getpid() == 1
+        self.pid1 = posix.getpid() == 1
         self.child: Child | None = None
         self.status: ExitStatus | None = None
         self.exec_error: str | None = None
@@ -77,7 +77,7 @@ class ContainerInit:
 
     def start(self) -> None:
         """Spawn the main command as its account, with the terminal and fds it is owed."""
-        env = dict(os.environ)
+        env = environ()
         account = self.account
         uid: int | None = None
         gid: int | None = None
@@ -115,7 +115,7 @@ class ContainerInit:
         self.listen_fds = []
         for fd in listen:
             try:
-                os.close(fd)
+                posix.close(fd)
             except OSError:
                 pass
 
@@ -136,7 +136,7 @@ class ContainerInit:
             self.ready_file.close()
             self.ready_file = None
         if self.ready_fd is not None:
-            os.close(self.ready_fd)
+            posix.close(self.ready_fd)
             self.ready_fd = None
 
     # -- signals -----------------------------------------------------------
@@ -190,7 +190,7 @@ class ContainerInit:
         if self.opts.group:
             # The group's id is the child's PID, reserved while the child is unreaped.
             try:
-                os.killpg(self.child.pid, signum)
+                posix.killpg(self.child.pid, signum)
             except ProcessLookupError:
                 pass
             console.debug(f"forwarded {sigs.name(signum)} to group {self.child.pid}")
@@ -237,7 +237,7 @@ class ContainerInit:
             # a read or (with TOSTOP) a write after roost would otherwise stop it.
             # roost is in the background now, hence the ignored SIGTTOU.
             try:
-                os.tcsetpgrp(self.tty, os.getpgrp())
+                posix.tcsetpgrp(self.tty, posix.getpgrp())
             except OSError:
                 pass
         console.debug(f"main child {pid} {status.describe()}")
@@ -290,6 +290,7 @@ class ContainerInit:
             self.start()
         except SpawnError as exc:
             console.say(str(exc))
+            console.say("not restarting: the command cannot be started")
             self.status = ExitStatus(code=exc.exit_code)
             self._end()
 
@@ -308,14 +309,14 @@ class ContainerInit:
         """Signal every process left: all of the namespace as its PID 1, else the tracked."""
         if self.pid1:
             try:
-                os.kill(-1, signum)
+                posix.kill(-1, signum)
             except ProcessLookupError:
                 pass
             console.debug(f"sent {sigs.name(signum)} to every process left")
             return
         from roost.kernel import proc  # noqa: PLC0415 - lazy (start-up): leftovers only
 
-        for st in proc.descendants(os.getpid()):
+        for st in proc.descendants(posix.getpid()):
             fd = proc.pin(st)
             if fd is None:
                 continue
@@ -325,7 +326,7 @@ class ContainerInit:
             except ProcessLookupError:
                 pass
             finally:
-                os.close(fd)
+                posix.close(fd)
 
     def _check_done(self) -> None:
         if (self.status is not None and self.exit_code is None and self.reaper.childless
@@ -342,7 +343,7 @@ class ContainerInit:
 def _foreground_tty() -> "int | None":
     """Return 0 if stdin is a terminal whose foreground group is roost's (the child takes it)."""
     try:
-        if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
+        if posix.isatty(0) and posix.tcgetpgrp(0) == posix.getpgrp():
             return 0
     except OSError:
         pass

@@ -8,7 +8,7 @@ This path is timed on every container start, so it imports only the reactor,
 the reaper and the spawner (tests/ns/test_run_startup.py holds it to that).
 """
 
-import os
+import posix
 import sys
 
 from roost.container.init import ContainerInit
@@ -16,7 +16,7 @@ from roost.container.options import HANDLED, IGNORED, USAGE, UsageError, parse
 from roost.kernel import console
 from roost.kernel.loop import Loop
 from roost.kernel.reaper import Reaper
-from roost.kernel.spawn import SpawnError
+from roost.kernel.spawn import SpawnError, environ
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 def _is_open(fd: int) -> bool:
     try:
-        os.fstat(fd)
+        posix.fstat(fd)
     except OSError:
         return False
     return True
@@ -43,7 +43,7 @@ def _open_stdio() -> None:
     """
     for fd in (0, 1, 2):
         if not _is_open(fd):
-            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            posix.open("/dev/null", posix.O_RDWR)  # the lowest free number: this one
 
 
 def _listen_fds(env: "Mapping[str, str]") -> "list[int]":
@@ -51,7 +51,7 @@ def _listen_fds(env: "Mapping[str, str]") -> "list[int]":
 
     Call it before roost opens any descriptor, or it would count roost's own.
     """
-    if env.get("LISTEN_PID") != str(os.getpid()):
+    if env.get("LISTEN_PID") != str(posix.getpid()):
         return []
     try:
         count = int(env.get("LISTEN_FDS", "0"))
@@ -100,8 +100,15 @@ def main(args: "list[str]") -> int:
         sys.stdout.write(USAGE)
         return 0
     console.configure(verbose=opts.verbose)
+    if console.verbose():
+        from roost import early  # noqa: PLC0415 - lazy (start-up): loaded already, named for -v
+
+        console.say("signal window closed: the roost launcher blocked signals before the "
+                    "interpreter started" if early.LAUNCHER_BLOCKED else
+                    "signal window open: not started by the roost launcher with GNU env, "
+                    "a signal sent before the interpreter ran roost is lost")
     _open_stdio()
-    listen = _listen_fds(os.environ)
+    listen = _listen_fds(environ())
     # After the fds are counted: the account lookup may open files of its own (NSS).
     try:
         account = _account(opts.user) if opts.user is not None else None
@@ -113,7 +120,7 @@ def main(args: "list[str]") -> int:
             targets = _readiness(opts)
         except UsageError as exc:
             return _usage_error(exc)
-    if os.getpid() != 1:
+    if posix.getpid() != 1:
         from roost.kernel import prctl  # noqa: PLC0415 - lazy (start-up): not needed as PID 1
 
         prctl.become_subreaper("orphans will not come back to roost")
@@ -137,9 +144,11 @@ def main(args: "list[str]") -> int:
         init.start()
     except SpawnError as exc:
         console.say(str(exc))
+        if opts.restart is not None:
+            console.say("not restarting: the command cannot be started")
         init.close()
         return opts.remap.get(exc.exit_code, exc.exit_code)
-    os.chdir("/")
+    posix.chdir("/")
     loop.run()
     init.close()
     assert init.exit_code is not None

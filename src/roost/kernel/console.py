@@ -20,7 +20,7 @@ here blocks:
   counted the same way, until it takes a line again.
 """
 
-import os
+import posix
 import time
 
 _fd = 2
@@ -115,7 +115,7 @@ def bind(loop: object) -> None:
 def attach(path: str = "/dev/console") -> bool:
     """Put the console on fds 0, 1 and 2 (PID 1 of a machine); False if it cannot be opened."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        fd = posix.open(path, posix.O_RDWR | posix.O_NOCTTY)
     except OSError:
         return False
     for out in list(_outs.values()):
@@ -123,9 +123,9 @@ def attach(path: str = "/dev/console") -> bool:
     _outs.clear()
     for target in (0, 1, 2):
         if fd != target:
-            os.dup2(fd, target, inheritable=True)
+            posix.dup2(fd, target, inheritable=True)
     if fd > 2:
-        os.close(fd)
+        posix.close(fd)
     return True
 
 
@@ -219,7 +219,7 @@ class _Out:
             if self.guarded and not _room(self.wfd):
                 break
             try:
-                written = os.write(self.wfd, view[:_PIPE_BUF] if self.guarded else view)
+                written = posix.write(self.wfd, view[:_PIPE_BUF] if self.guarded else view)
             except BlockingIOError:
                 break
             except InterruptedError:
@@ -267,7 +267,7 @@ class _Out:
             self._unwatch()
         if self.wfd != self.fd:
             try:
-                os.close(self.wfd)
+                posix.close(self.wfd)
             except OSError:
                 pass
 
@@ -275,14 +275,14 @@ class _Out:
 def _private(fd: int) -> "tuple[int, bool]":
     """A descriptor that writes `fd` without blocking, and whether it needs poll first."""
     try:
-        mode = os.fstat(fd).st_mode
+        mode = posix.fstat(fd).st_mode
     except OSError:
         return fd, False  # closed: every write fails, and is let go
     if mode & 0o170000 == 0o100000:  # S_IFREG
         return fd, False
     try:
-        return os.open(f"/proc/self/fd/{fd}",
-                       os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC), False
+        return posix.open(f"/proc/self/fd/{fd}",
+                       posix.O_WRONLY | posix.O_NONBLOCK | posix.O_NOCTTY | posix.O_CLOEXEC), False
     except OSError:
         return fd, True
 

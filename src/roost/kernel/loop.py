@@ -9,7 +9,7 @@ Every callback runs behind a barrier; nothing a handler raises leaves the loop.
 
 import _signal
 import gc
-import os
+import posix
 import select
 import time
 
@@ -131,7 +131,7 @@ class Loop:
         wanted = set(signums)
         ignored = set(ignore) - wanted
         if self._wake_r < 0:
-            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            r, w = posix.pipe2(posix.O_NONBLOCK | posix.O_CLOEXEC)
             self._wake_r = r
             _signal.set_wakeup_fd(w, warn_on_full_buffer=False)
             self.watch(r, READ, self._drain_signals)
@@ -147,7 +147,7 @@ class Loop:
         chunks = []
         while True:
             try:
-                data = os.read(self._wake_r, 4096)
+                data = posix.read(self._wake_r, 4096)
             except BlockingIOError:
                 break
             if not data:

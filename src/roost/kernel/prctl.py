@@ -5,7 +5,7 @@ A container init that is not PID 1 calls this on every start, so it is built on
 (docs/DESIGN.md, Import cost).
 """
 
-import os
+import posix
 
 from roost.kernel import console
 
@@ -24,7 +24,7 @@ def checked(result: int, what: str) -> int:
         import _ctypes  # noqa: PLC0415 - lazy (start-up): errno as saved at the call
 
         err = _ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+        raise OSError(err, f"{what}: {posix.strerror(err)}")
     return result
 
 
@@ -52,7 +52,7 @@ def _prctl_function() -> "Callable[..., int]":
             _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
             _restype_ = Int
 
-        this_process = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]
+        this_process = _ctypes.dlopen(None, posix.RTLD_NOW)  # type: ignore[arg-type]
         function = Function(_ctypes.dlsym(this_process, "prctl"))
         function.argtypes = (Int, ULong, ULong, ULong, ULong)
         _prctl = function

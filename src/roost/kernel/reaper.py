@@ -6,7 +6,7 @@ and hands each status to whoever registered that PID. Anything else (orphans
 re-parented to roost as PID 1 or as a subreaper) goes to the orphan handler.
 """
 
-import os
+import posix
 
 from roost.core.exits import ExitStatus
 
@@ -42,7 +42,7 @@ class Reaper:
     def has_children(self) -> bool:
         """True if any child is left, exited or not (nothing is reaped by asking)."""
         try:
-            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            posix.waitid(posix.P_ALL, 0, posix.WEXITED | posix.WNOHANG | posix.WNOWAIT)
         except ChildProcessError:
             return False
         return True
@@ -50,8 +50,8 @@ class Reaper:
     def drain(self) -> int:
         """Reap every child that has exited; return how many were reaped."""
         # The hot path of an orphan storm: names bound locally, one object per exit.
-        waitid, flags, p_all = os.waitid, os.WEXITED | os.WNOHANG, os.P_ALL
-        exited, owners, on_orphan = os.CLD_EXITED, self._owners, self.on_orphan
+        waitid, flags, p_all = posix.waitid, posix.WEXITED | posix.WNOHANG, posix.P_ALL
+        exited, owners, on_orphan = posix.CLD_EXITED, self._owners, self.on_orphan
         count = 0
         while True:
             try:
@@ -72,7 +72,7 @@ class Reaper:
             if result.si_code == exited:
                 status = ExitStatus(result.si_status)
             else:
-                status = ExitStatus(None, result.si_status, result.si_code == os.CLD_DUMPED)
+                status = ExitStatus(None, result.si_status, result.si_code == posix.CLD_DUMPED)
             try:
                 callback(pid, status)
             except BaseException:  # noqa: BLE001 - the next status must still be reaped

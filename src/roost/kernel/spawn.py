@@ -1,6 +1,6 @@
 """Start a child process with exactly the attributes it is owed.
 
-`os.fork` plus Python in the child, not `subprocess` or `os.posix_spawn`:
+`posix.fork` plus Python in the child, not `subprocess` or `posix.posix_spawn`:
 posix_spawn cannot set user, groups, umask, directory or the parent-death
 signal, and `subprocess` leaves the blocked signal mask to the child and keeps
 a `waitpid` of its own. roost is single-threaded, so fork is safe.
@@ -12,7 +12,8 @@ means the exec happened, bytes mean it did not and say why.
 """
 
 import _signal
-import os
+import posix
+import sys
 
 from roost.core import sigs
 
@@ -70,7 +71,7 @@ class Command:
                  oom_score_adj: "int | None" = None):
         self.argv = list(argv)
         self.executable = executable
-        self.env = dict(os.environ if env is None else env)
+        self.env = environ() if env is None else dict(env)
         self.cwd = cwd
         self.umask = umask
         self.uid = uid
@@ -111,10 +112,10 @@ class Child:
         if self.exec_fd < 0:
             return True, None
         try:
-            data = os.read(self.exec_fd, 4096)
+            data = posix.read(self.exec_fd, 4096)
         except BlockingIOError:
             return False, None
-        os.close(self.exec_fd)
+        posix.close(self.exec_fd)
         self.exec_fd = -1
         if not data:
             return True, None
@@ -136,7 +137,7 @@ class Child:
         Only until it is reaped: its unreaped pid cannot name another group.
         """
         try:
-            os.killpg(self.pid, signum)
+            posix.killpg(self.pid, signum)
         except ProcessLookupError:
             pass
 
@@ -144,7 +145,7 @@ class Child:
         """Release the pidfd and the exec pipe (after the child is reaped)."""
         for fd in (self.pidfd, self.exec_fd):
             if fd >= 0:
-                os.close(fd)
+                posix.close(fd)
         self.pidfd = self.exec_fd = -1
 
 
@@ -157,13 +158,32 @@ def find_executable(name: str, path: "str | None") -> "str | None":
     if "/" in name:
         return name
     fallback = None
-    for directory in (path or os.defpath).split(":"):
-        candidate = os.path.join(directory or ".", name)
-        if os.path.isfile(candidate):
-            if os.access(candidate, os.X_OK):
+    for directory in (path or "/bin:/usr/bin").split(":"):
+        candidate = f"{directory or '.'}/{name}"
+        try:
+            regular = posix.stat(candidate).st_mode & 0o170000 == 0o100000
+        except (OSError, ValueError):
+            continue
+        if regular:
+            if posix.access(candidate, posix.X_OK):
                 return candidate
             fallback = fallback or candidate
     return fallback
+
+
+def environ() -> "dict[str, str]":
+    """The environment roost runs in, as text, as os.environ holds it, without importing os.
+
+    `import os` costs a container start more than a millisecond; the container path
+    reads the environment from posix, which holds it as bytes. Once os is loaded its
+    copy is the truth: a role may have changed it.
+    """
+    os = sys.modules.get("os")
+    if os is not None:
+        return dict(os.environ)
+    codec = sys.getfilesystemencoding()
+    return {k.decode(codec, "surrogateescape"): v.decode(codec, "surrogateescape")
+            for k, v in posix.environ.items()}
 
 
 def exec_failure_code(err: int) -> int:
@@ -182,41 +202,114 @@ def spawn(command: "Command") -> "Child":
     executable = command.executable or find_executable(command.argv[0], command.env.get("PATH"))
     if executable is None:
         raise SpawnError(f"{command.argv[0]}: command not found", 127)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    parent = os.getpid()
+    if _direct(command):
+        return _spawn_direct(command, executable)
+    err_r, err_w = posix.pipe2(posix.O_CLOEXEC)
+    parent = posix.getpid()
     old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_BLOCKABLE)
     try:
-        pid = os.fork()
+        pid = posix.fork()
         if pid == 0:
             _child(command, executable, err_w, parent)  # never returns
     except BaseException:
-        os.close(err_r)
-        os.close(err_w)
+        posix.close(err_r)
+        posix.close(err_w)
         raise
     finally:
-        if os.getpid() == parent:
+        if posix.getpid() == parent:
             _signal.pthread_sigmask(_signal.SIG_SETMASK, old_mask)
-    os.close(err_w)
+    posix.close(err_w)
     if command.cgroup is not None:
         # Both sides place the child: once spawn() returns it is in its cgroup.
         _join_cgroup(command.cgroup, pid)
     if command.session == NEW_GROUP:
         # Both sides set the group, so neither can act on the child before it exists.
         try:
-            os.setpgid(pid, pid)
+            posix.setpgid(pid, pid)
         except OSError:
             pass
-    os.set_blocking(err_r, False)
+    posix.set_blocking(err_r, False)
     try:
-        pidfd = os.pidfd_open(pid)
+        pidfd = posix.pidfd_open(pid)
     except OSError as exc:
         # Out of descriptors: a process roost could not follow must not run at all. Not
         # reaped yet, its pid cannot have been reused: killing it by number is safe.
-        os.kill(pid, _signal.SIGKILL)
-        os.waitpid(pid, 0)
-        os.close(err_r)
+        posix.kill(pid, _signal.SIGKILL)
+        posix.waitpid(pid, 0)
+        posix.close(err_r)
         raise SpawnError(f"cannot follow the new process: {exc.strerror}", 126) from None
     return Child(pid, pidfd, err_r)
+
+
+def _direct(command: "Command") -> bool:
+    """Whether posix_spawn gives the child all it is owed: a group or session, signals, fds.
+
+    No other attribute, and every descriptor keeps its number.
+    """
+    return (command.cwd is None and command.umask is None and command.uid is None
+            and command.gid is None and command.groups is None and not command.pdeathsig
+            and command.nofile is None and not command.rlimits and command.nice is None
+            and command.oom_score_adj is None and command.cgroup is None
+            and not command.no_new_privs and not command.env_pid_vars
+            and command.foreground_tty is None
+            and all(source == target for target, source in command.fds.items())
+            and {0, 1, 2} <= command.fds.keys())
+
+
+def _spawn_direct(command: "Command", executable: str) -> "Child":
+    """Start the child by posix_spawn, and raise an exec failure here, at once.
+
+    A vfork, not a copy of roost's page tables: a fork costs a container start most of
+    a millisecond.
+
+    Descriptors roost inherited without close-on-exec are closed in the child, as the
+    fork path closes every one it was not told to keep.
+    """
+    keep = command.fds.keys()
+    for fd in keep:
+        # What the fork path's dup2 does: a kept descriptor (/dev/null roost opened for a
+        # closed stdin) must survive the exec.
+        try:
+            if not posix.get_inheritable(fd):
+                posix.set_inheritable(fd, True)
+        except OSError as exc:
+            raise SpawnError(f"descriptor {fd}: {exc.strerror}", 126) from None
+    closes = [(posix.POSIX_SPAWN_CLOSE, fd) for fd in _open_fds() if fd not in keep]
+    try:
+        if command.session == NEW_GROUP:
+            pid = posix.posix_spawn(executable, command.argv, command.env, file_actions=closes,
+                                    setsigmask=(), setsigdef=_RESET, setpgroup=0)
+        else:
+            pid = posix.posix_spawn(executable, command.argv, command.env, file_actions=closes,
+                                    setsigmask=(), setsigdef=_RESET,
+                                    setsid=command.session == NEW_SESSION)
+    except OSError as exc:
+        raise SpawnError(f"exec {executable}: {posix.strerror(exc.errno or 0)}",
+                         exec_failure_code(exc.errno or 0)) from None
+    try:
+        pidfd = posix.pidfd_open(pid)
+    except OSError as exc:
+        posix.kill(pid, _signal.SIGKILL)
+        posix.waitpid(pid, 0)
+        raise SpawnError(f"cannot follow the new process: {exc.strerror}", 126) from None
+    return Child(pid, pidfd, -1)
+
+
+def _open_fds() -> "list[int]":
+    """Descriptors open in roost that an exec would keep (no close-on-exec flag)."""
+    try:
+        names = posix.listdir("/proc/self/fd")
+    except OSError:
+        return list(range(3, 1024))  # no /proc: close every likely number
+    fds = []
+    for name in names:
+        fd = int(name)
+        try:
+            if posix.get_inheritable(fd):
+                fds.append(fd)
+        except OSError:
+            pass  # the listing's own descriptor, closed by now
+    return fds
 
 
 def _child(command: "Command", executable: str, err_w: int, parent: int) -> None:
@@ -233,15 +326,15 @@ def _child(command: "Command", executable: str, err_w: int, parent: int) -> None
             from roost.kernel import prctl  # noqa: PLC0415 - lazy (child): loaded by the parent
 
             prctl.set_pdeathsig(command.pdeathsig)
-            if os.getppid() != parent:  # the parent died before the prctl took effect
-                os._exit(1)
+            if posix.getppid() != parent:  # the parent died before the prctl took effect
+                posix._exit(1)
         stage = "setsid"
         if command.session == NEW_SESSION:
-            os.setsid()
+            posix.setsid()
         elif command.session == NEW_GROUP:
-            os.setpgid(0, 0)
+            posix.setpgid(0, 0)
             if command.foreground_tty is not None:
-                os.tcsetpgrp(command.foreground_tty, os.getpid())
+                posix.tcsetpgrp(command.foreground_tty, posix.getpid())
         stage = "fds"
         err_w = _arrange_fds(command.fds, err_w)
         if command.nofile is not None or command.rlimits:
@@ -254,18 +347,18 @@ def _child(command: "Command", executable: str, err_w: int, parent: int) -> None
                 resource.setrlimit(which, (soft, hard))
         if command.nice is not None:
             stage = f"nice {command.nice}"
-            os.setpriority(os.PRIO_PROCESS, 0, command.nice)
+            posix.setpriority(posix.PRIO_PROCESS, 0, command.nice)
         if command.oom_score_adj is not None:
             stage = f"oom_score_adj {command.oom_score_adj}"
             # As root, before the ids change: lowering it needs CAP_SYS_RESOURCE.
-            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
-            os.write(fd, str(command.oom_score_adj).encode())
-            os.close(fd)
+            fd = posix.open("/proc/self/oom_score_adj", posix.O_WRONLY | posix.O_CLOEXEC)
+            posix.write(fd, str(command.oom_score_adj).encode())
+            posix.close(fd)
         if command.cwd is not None:
             stage = f"chdir {command.cwd}"
-            os.chdir(command.cwd)
+            posix.chdir(command.cwd)
         if command.umask is not None:
-            os.umask(command.umask)
+            posix.umask(command.umask)
         if command.no_new_privs:
             # Before the ids change: the account may not read the interpreter's own
             # modules (a pyenv under /root), and the import must still find _ctypes.
@@ -275,36 +368,36 @@ def _child(command: "Command", executable: str, err_w: int, parent: int) -> None
             prctl.set_no_new_privs()
         if command.groups is not None:
             stage = "setgroups"
-            os.setgroups(command.groups)
+            posix.setgroups(command.groups)
         if command.gid is not None:
             stage = f"setgid {command.gid}"
-            os.setresgid(command.gid, command.gid, command.gid)
+            posix.setresgid(command.gid, command.gid, command.gid)
         if command.uid is not None:
             stage = f"setuid {command.uid}"
-            os.setresuid(command.uid, command.uid, command.uid)
+            posix.setresuid(command.uid, command.uid, command.uid)
         for var in command.env_pid_vars:
-            command.env[var] = str(os.getpid())
+            command.env[var] = str(posix.getpid())
         stage = f"exec {executable}"
         _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
-        os.execve(executable, command.argv, command.env)
+        posix.execve(executable, command.argv, command.env)
     except OSError as exc:
         code = exec_failure_code(exc.errno or 0) if stage.startswith("exec") else 127
-        _report(err_w, f"{stage}: {os.strerror(exc.errno or 0)}")
-        os._exit(code)
+        _report(err_w, f"{stage}: {posix.strerror(exc.errno or 0)}")
+        posix._exit(code)
     except BaseException as exc:  # noqa: BLE001 - the child must never return into roost
         _report(err_w, f"{stage}: {exc!r}")
-        os._exit(127)
-    os._exit(127)
+        posix._exit(127)
+    posix._exit(127)
 
 
 def _join_cgroup(directory: str, pid: int, strict: bool = False) -> None:
     """Move `pid` (0: the caller) into a cgroup v2 directory."""
     try:
-        fd = os.open(directory + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        fd = posix.open(directory + "/cgroup.procs", posix.O_WRONLY | posix.O_CLOEXEC)
         try:
-            os.write(fd, str(pid).encode())
+            posix.write(fd, str(pid).encode())
         finally:
-            os.close(fd)
+            posix.close(fd)
     except OSError:
         if strict:
             raise
@@ -314,7 +407,7 @@ def _arrange_fds(fds: "dict[int, int]", err_w: int) -> int:
     """Put each source fd at its target number, /dev/null on unset stdio, close the rest."""
     plan = dict(fds)
     if 0 not in plan or 1 not in plan or 2 not in plan:
-        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        null = posix.open("/dev/null", posix.O_RDWR | posix.O_CLOEXEC)
         for target in (0, 1, 2):
             plan.setdefault(target, null)
     # Lift every source above every fd in play first, so no dup2 overwrites a source.
@@ -322,23 +415,23 @@ def _arrange_fds(fds: "dict[int, int]", err_w: int) -> int:
     floor = max([*plan, *plan.values(), err_w, 2]) + 1
     lifted = {}
     for index, (target, source) in enumerate(plan.items()):
-        lifted[target] = os.dup2(source, floor + index, inheritable=False)
-    err_w = os.dup2(err_w, floor + len(plan), inheritable=False)
+        lifted[target] = posix.dup2(source, floor + index, inheritable=False)
+    err_w = posix.dup2(err_w, floor + len(plan), inheritable=False)
     for target, source in lifted.items():
-        os.dup2(source, target, inheritable=True)
+        posix.dup2(source, target, inheritable=True)
     keep = sorted({*plan, err_w})
     low = 3
     for fd in keep:
         if fd >= low:
             if fd > low:
-                os.closerange(low, fd)
+                posix.closerange(low, fd)
             low = fd + 1
-    os.closerange(low, 1 << 30)
+    posix.closerange(low, 1 << 30)
     return err_w
 
 
 def _report(err_w: int, message: str) -> None:
     try:
-        os.write(err_w, message.encode("utf-8", "replace"))
+        posix.write(err_w, message.encode("utf-8", "replace"))
     except OSError:
         pass

@@ -315,6 +315,7 @@ BAD_VALUES = [
      "name, got 'NOPE'"),
     ("fd_store_max", "-1", "must be 0 or more, got -1"),
     ("fd_store_max", "1001", "must be at most 1000, got 1001"),
+    ("sockets", '["tcp:127.0.0.1:0"]', "'tcp:127.0.0.1:0': the port must be 1 to 65535"),
     ("user", '""', "expected a name or a numeric id, got ''"),
     ("user", "-1", "expected a name or a numeric id, got -1"),
     ("group", "true", "expected a name or a numeric id, got True"),

@@ -286,6 +286,7 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "notify_access": _choice(NOTIFY_ACCESS),
     "watchdog_sec": _seconds,
     "fd_store_max": _count(0, MAX_FD_STORE),
+    "sockets": lambda v: v,  # checked by load with config/sockets.py, which builds on this module
     "user": _account,
     "group": _account,
     "working_directory": _string,

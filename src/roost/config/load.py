@@ -12,7 +12,7 @@ import os
 import re
 import sys
 
-from roost.config import conditions, probes, process, units
+from roost.config import conditions, probes, process, sockets, units
 from roost.config import templates as tpl
 from roost.config.check import (
     SERVICE_KEYS,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 # SERVICE_KEYS, with the checkers of the modules built on check.py's.
 MAX_SERVICES = 10000  # instances named by requirements stop here, whatever the files say
 CHECKERS = {**SERVICE_KEYS, "ready": probes.ready, "health": probes.health,
+            "sockets": sockets.sockets,
             **dict.fromkeys(CONDITION_KEYS, conditions.paths), **process.KEYS}
 
 
@@ -195,6 +196,11 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
         error("watchdog_sec", "only a notify service can send WATCHDOG=1")
     if service.type != "notify" and service.fd_store_max:
         error("fd_store_max", "only a notify service can send FDSTORE=1")
+    if service.ready.startswith("tcp:") and service.ready in {
+            f"tcp:[{h}]:{p}" if k == "tcp6" else f"tcp:{h}:{p}" for k, h, p, *_ in
+            service.sockets if k in ("tcp", "tcp6")}:
+        error("ready", "names one of its own sockets: roost accepts there itself, so the "
+              "service would be ready at once")
     if service.type != "forking" and service.pid_file is not None:
         error("pid_file", "only a forking service has a pid file")
     if service.type == "oneshot" and service.restart == "always":

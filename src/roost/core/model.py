@@ -114,6 +114,7 @@ class ServiceConfig:
         "restart_reset",
         "restart_window",
         "runtime_directory_preserve",
+        "sockets",
         "start_timeout",
         "stop_signal",
         "stop_timeout",
@@ -164,6 +165,10 @@ class ServiceConfig:
         # Descriptors a notify service may leave with roost (FDSTORE=1), handed back at its
         # next start with LISTEN_FDS; 0 = none kept.
         self.fd_store_max = 0
+        # What roost listens on for it before its first start, held across its restarts,
+        # passed from fd 3 up: [kind, address, port, name, mode, user, group, backlog]
+        # (config/sockets.py).
+        self.sockets: list[list[Any]] = []
         self.user: str | None = None
         self.group: str | None = None
         self.working_directory: str | None = None

@@ -95,9 +95,13 @@ def close_fd(fd: int) -> None:
         pass
 
 
-def _check_directory(directory: str) -> None:
-    """Refuse a ready file's directory another uid controls (see the module docstring)."""
+def check_directory(directory: str, also: int | None = None) -> None:
+    """Refuse a directory to make a file in that another uid controls (the module docstring).
+
+    `also`: a uid that may own the directories besides root and roost (a service's own).
+    """
     uid = os.geteuid()
+    owners = {0, uid} if also is None else {0, uid, also}
     chain = ["/"]
     for part in directory.split("/"):
         if part:
@@ -108,8 +112,9 @@ def _check_directory(directory: str) -> None:
         last = where is chain[-1]
         if not stat.S_ISDIR(st.st_mode):
             raise Refused(f"{where} is not a directory")
-        if st.st_uid not in (0, uid):
-            raise Refused(f"{where} is owned by uid {st.st_uid}, neither root nor roost")
+        if st.st_uid not in owners:
+            raise Refused(f"{where} is owned by uid {st.st_uid}, neither root nor roost"
+                          + ("" if also is None else " nor the service"))
         if mode & 0o022 and (last or not mode & stat.S_ISVTX):
             raise Refused(f"{where} has mode {mode:04o}: another user could "
                           + ("create the file" if last else "replace what is in it"))
@@ -131,7 +136,7 @@ class ReadyFile:
         except OSError as exc:
             raise Refused(f"--ready-file {path}: {directory}: {exc.strerror}") from None
         try:
-            _check_directory(real)
+            check_directory(real)
             self._dir = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except Refused as exc:
             raise Refused(f"--ready-file {path}: {exc}") from None

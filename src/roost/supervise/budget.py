@@ -37,6 +37,7 @@ RUNNING = 4
 def per_service(config: ServiceConfig, log_files: bool) -> int:
     """The most descriptors roost holds at once for one service."""
     count = 2 + RUNNING  # the log pipe, both ends, kept across restarts
+    count += len(config.sockets)  # what roost listens on for it, kept across restarts
     if log_files:
         count += 1
     if config.type == "notify":

@@ -32,16 +32,13 @@ def inherited(environ: Mapping[str, str]) -> dict[str, str]:
 def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fd: int,
           ready_fd: int | None = None, notify_socket: str | None = None,
           pdeathsig: int = 0, nofile: tuple[int, int] | None = None,
-          cgroup: str | None = None, argv: list[str] | None = None,
-          passed: Sequence[tuple[str, int]] = ()) -> Command:
+          cgroup: str | None = None, argv: list[str] | None = None) -> Command:
     """The Command for one start of a service; raise UnknownAccount for a user that is gone.
 
     `ready_fd` is roost's end of the notification pipe, put at the number
     `ready = "fd:N"` names; `notify_socket` the address for $NOTIFY_SOCKET, with
     $WATCHDOG_USEC and $WATCHDOG_PID (the child's own pid) when it has a watchdog.
     `argv` runs another program in the service's place, as it would run (a health check's).
-    `passed` are (name, descriptor) handed over from fd 3 up, with LISTEN_FDS, LISTEN_PID
-    and LISTEN_FDNAMES as sd_listen_fds(3) reads them.
     """
     account = accounts.resolve(config.user, config.group)
     env = dict(base_env)
@@ -55,11 +52,6 @@ def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fd: int,
             env["WATCHDOG_USEC"] = str(round(config.watchdog_sec * 1_000_000))
             pid_vars.append("WATCHDOG_PID")
     fds = {1: log_fd, 2: log_fd}
-    if passed:
-        fds.update({LISTEN_FDS_START + i: fd for i, (_name, fd) in enumerate(passed)})
-        env["LISTEN_FDS"] = str(len(passed))
-        env["LISTEN_FDNAMES"] = ":".join(name for name, _fd in passed)
-        pid_vars.append("LISTEN_PID")
     if ready_fd is not None and config.ready_fd is not None:
         fds[config.ready_fd] = ready_fd
         if config.ready.startswith("pipevar:"):
@@ -72,6 +64,19 @@ def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fd: int,
                             for name, (which, soft, hard) in config.limits.items()],
                    nice=config.nice, oom_score_adj=config.oom_score_adjust,
                    no_new_privs=config.no_new_privileges)
+
+
+def hand_over(cmd: Command, passed: Sequence[tuple[str, int]]) -> None:
+    """Pass (name, descriptor) pairs from fd 3 up, as sd_listen_fds(3) reads them.
+
+    With LISTEN_FDS, LISTEN_FDNAMES, and LISTEN_PID: the child's own pid, set after fork.
+    """
+    if not passed:
+        return
+    cmd.fds.update({LISTEN_FDS_START + i: fd for i, (_name, fd) in enumerate(passed)})
+    cmd.env["LISTEN_FDS"] = str(len(passed))
+    cmd.env["LISTEN_FDNAMES"] = ":".join(name for name, _fd in passed)
+    cmd.env_pid_vars = (*cmd.env_pid_vars, "LISTEN_PID")
 
 
 def bases(environ: Mapping[str, str]) -> dict[str, str]:

@@ -11,7 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from roost.core.machine import Machine
     from roost.core.model import ServiceConfig
-    from roost.kernel.loop import Timer
+    from roost.kernel.loop import Loop, Timer
     from roost.kernel.spawn import Child
     from roost.supervise.channels import NotificationFd, NotifySocket
     from roost.supervise.logs import ServiceLog
@@ -54,6 +54,22 @@ NO_HEALTH: dict[str, object] = {"health": None, "health_failures": 0, "health_ch
                                 "health_last": ""}
 
 
+class Listeners:
+    """The descriptors open for one `sockets` configuration, in its order."""
+
+    __slots__ = ("fds", "spec")
+
+    def __init__(self, spec: list[list[object]], fds: list[tuple[str, int]]):
+        self.spec = spec
+        self.fds = fds
+
+    def close(self) -> None:
+        """Close every descriptor; safe to call twice."""
+        for _name, fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+
 class Notes:
     """What a notify service said of itself beyond READY=1: its phase, errno, exit status."""
 
@@ -90,8 +106,8 @@ class Notes:
 class Runtime:
     """One configured service: its machine, its current process, and its pipes."""
 
-    __slots__ = ("child", "exec_error", "fd_store", "health", "log", "machine", "name", "notes",
-                 "notify_fd",
+    __slots__ = ("child", "exec_error", "fd_store", "health", "listeners", "log", "machine",
+                 "name", "notes", "notify_fd",
                  "notify_malformed", "notify_refused", "notify_sock", "poll", "removing",
                  "status_text", "timers")
 
@@ -107,6 +123,8 @@ class Runtime:
         # FDSTORE=1: (name, descriptor) in the order stored, kept across restarts, passed
         # from fd 3 up at each start; closed when the service stops for good.
         self.fd_store: list[tuple[str, int]] = []
+        # `sockets`: what roost listens on for it (supervise/sockets.py).
+        self.listeners: Listeners | None = None
         # A `file:` or `tcp:` readiness being polled; this run's (or the last's) health.
         self.poll: Poll | None = None
         self.health: Health | None = None
@@ -160,6 +178,8 @@ class Runtime:
             **(self.health.fields(m.state == machine.UP) if self.health
                else NO_HEALTH if self.config.health is not None else {}),
             **({"fds_stored": len(self.fd_store)} if self.config.fd_store_max else {}),
+            **({"listening": len(self.listeners.fds) if self.listeners else 0}
+               if self.config.sockets else {}),
         }
 
     def flush_fd_store(self, name: str | None = None) -> int:
@@ -171,6 +191,28 @@ class Runtime:
         closed = len(self.fd_store) - len(keep)
         self.fd_store = keep
         return closed
+
+    def drop_held(self) -> str:
+        """Stopped for good: close what it stored and its sockets; say what, or ""."""
+        closed = []
+        if self.fd_store:
+            closed.append(f"{self.flush_fd_store()} stored descriptors")
+        if self.listeners is not None and self.listeners.fds:
+            closed.append(f"{len(self.listeners.fds)} sockets")
+            self.listeners.close()
+        self.listeners = None
+        return " and ".join(closed)
+
+    def release(self, loop: Loop) -> None:
+        """The service left the configuration: close all it held, cancel its timers."""
+        self.flush_fd_store()
+        if self.listeners is not None:
+            self.listeners.close()
+        for timer in self.timers.values():
+            timer.cancel()
+        self.log.close(loop)
+        if self.notify_sock is not None:
+            self.notify_sock.close()
 
     @property
     def config(self) -> ServiceConfig:

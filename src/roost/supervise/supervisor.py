@@ -218,12 +218,7 @@ class Supervisor:
     def _remove(self, rt: Runtime) -> None:
         if self.services.get(rt.name) is not rt:
             return
-        rt.flush_fd_store()
-        for timer in rt.timers.values():
-            timer.cancel()
-        rt.log.close(self.loop)
-        if rt.notify_sock is not None:
-            rt.notify_sock.close()
+        rt.release(self.loop)
         self.tracker.forget(rt.name)
         self.daemons.forget(rt.name)
         self.order.remove(rt.name)
@@ -279,9 +274,9 @@ class Supervisor:
 
     def _follow(self, rt: Runtime) -> None:
         """What follows a service's state from outside: polls, health checks, stored fds."""
-        if rt.fd_store and rt.machine.state in _STOPPED:
+        if rt.machine.state in _STOPPED and (closed := rt.drop_held()):
             # Kept across restarts only: a service stopped (or given up) starts afresh.
-            console.say(f"{rt.name}: closed {rt.flush_fd_store()} stored descriptors")
+            console.say(f"{rt.name}: closed {closed}")
         if rt.config.directories and rt.machine.state in _STOPPED:
             command.remove_runtime_directories(rt.config, self._base_env)
         if rt.poll is not None and rt.machine.state != machine.STARTING:
@@ -327,9 +322,10 @@ class Supervisor:
             cmd = command.build(
                 cfg, self._base_env, log_fd=rt.log.write_fd, ready_fd=ready_fd,
                 notify_socket=rt.notify_sock.address if rt.notify_sock is not None else None,
-                pdeathsig=self.pdeathsig, nofile=self.nofile, passed=rt.fd_store)
+                pdeathsig=self.pdeathsig, nofile=self.nofile)
             cmd.cgroup = self.tracker.placement(cfg)
             command.make_directories(cfg, cmd, self._base_env)
+            command.hand_over(cmd, self._passed(rt))  # its sockets may be in those directories
         except (OSError, ValueError) as exc:
             self._close_notify_fd(rt)
             self._event(rt, rt.machine.spawn_failed(f"cannot start: {exc}", now))
@@ -337,13 +333,10 @@ class Supervisor:
         self.daemons.before_spawn(rt)
         try:
             child = self._spawner(cmd)
-        except SpawnError as exc:
+        except (SpawnError, OSError) as exc:
             self._close_notify_fd(rt)
-            self._event(rt, rt.machine.spawn_failed(str(exc), now))
-            return
-        except OSError as exc:
-            self._close_notify_fd(rt)
-            self._event(rt, rt.machine.spawn_failed(f"cannot start: {exc.strerror}", now))
+            why = f"cannot start: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+            self._event(rt, rt.machine.spawn_failed(why, now))
             return
         if rt.notify_fd is not None:
             rt.notify_fd.spawned()
@@ -360,6 +353,13 @@ class Supervisor:
         self.loop.watch(child.exec_fd, READ, lambda _ev: self._exec_report(rt, child))
         self._event(rt, rt.machine.spawned(child.pid, now))
         console.debug(f"{cfg.name}: spawned {child.pid}")
+
+    def _passed(self, rt: Runtime) -> list[tuple[str, int]]:
+        """What the service is handed from fd 3 up: its sockets, then what it stored."""
+        if not rt.config.sockets:
+            return rt.fd_store
+        from roost.supervise import sockets  # noqa: PLC0415 - lazy (memory): services with `sockets` only
+        return [*sockets.held(rt), *rt.fd_store]
 
     def _close_notify_fd(self, rt: Runtime) -> None:
         if rt.notify_fd is not None:

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Tools, not daemons (util-linux and e2fsprogs are on every Debian system already). The
 # daemons the tests run (nginx, dnsmasq, systemd-notify) are unpacked into .cache/debs by
 # tests/debs.py instead, never installed, so nothing is enabled on this machine.
-PACKAGES="util-linux procps e2fsprogs iproute2 adduser qemu-system-x86 runc"
+PACKAGES="util-linux procps e2fsprogs iproute2 adduser qemu-system-x86 runc zsh fish groff-base"
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     missing=""

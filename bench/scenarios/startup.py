@@ -18,6 +18,7 @@ import time
 
 from bench import inits
 from bench.core import Ctx, Result, Table, Target, fmt, interleave, real_python
+from bench.installs import VENV_BIN, interpreter
 from bench.procs import UNSHARE
 
 NAME = "startup"
@@ -27,6 +28,9 @@ ORDER = 10
 TRUE = shutil.which("true") or "/bin/true"
 BARE = "python3 -I -S -c pass"
 FORKS = "python3 -I -S forks true"
+# roost as its interpreter runs it, without the launcher's two execs (sh, env) that block
+# every signal before the interpreter starts: what the launcher costs.
+DIRECT = "roost (interpreter directly)"
 FORK_TRUE = (f"import os\npid = os.fork()\nif pid == 0:\n    os.execv({TRUE!r}, ['true'])\n"
              "os.waitpid(pid, 0)")
 DEVNULL_ACTIONS = [
@@ -57,6 +61,9 @@ def run(ctx: Ctx) -> Result:
     }
     for name, prefix in ok.items():
         subjects[name] = [*prefix, TRUE]
+    if "roost" in ok:
+        subjects[DIRECT] = [interpreter(VENV_BIN), "-I", "-S", str(VENV_BIN / "roost-python"),
+                            "run", "--", TRUE]
     unshare = shutil.which("unshare") or "/usr/bin/unshare"
     ns_subjects = {k: [unshare, *UNSHARE[1:], *v] for k, v in subjects.items()
                    if k not in (BARE, FORKS)}
@@ -88,14 +95,20 @@ def run(ctx: Ctx) -> Result:
         roost_ms = plain.row("roost").median * 1e3  # type: ignore[union-attr]
         bare_ms = plain.row(BARE).median * 1e3  # type: ignore[union-attr]
         forks_ms = plain.row(FORKS).median * 1e3  # type: ignore[union-attr]
-        why = (f"{fmt(forks_ms - bare_ms)} ms of roost's {fmt(roost_ms - bare_ms)} ms over the "
-               f"bare start is what any Python init pays to import os, fork, exec and wait "
-               f"(`{FORKS}`: {fmt(forks_ms / bare_ms)}x the bare start); roost's own imports, "
-               f"the pip launcher's `site` and the child's set-up are the other "
-               f"{fmt(roost_ms - forks_ms)} ms.")
+        direct_ms = plain.row(DIRECT).median * 1e3  # type: ignore[union-attr]
+        why = (f"of roost's {fmt(roost_ms - bare_ms)} ms over the bare start, "
+               f"{fmt(roost_ms - direct_ms)} ms are the launcher's two execs (sh, then env, "
+               f"which blocks every signal before the interpreter starts); started by its "
+               f"interpreter directly, roost takes {fmt(direct_ms / bare_ms)}x the bare start, "
+               f"against {fmt(forks_ms / bare_ms)}x for `{FORKS}` (import os, fork, exec, "
+               "wait: the least a Python init does).")
         res.targets.append(Target("start-up <= 1.5x bare python3 -I -S -c pass", r <= 1.5,
                                   f"{fmt(r)}x ({fmt(roost_ms)} ms)", why))
         res.headlines.append(f"start-up: roost run -- true is {fmt(r)}x a bare python3 -I -S")
+        base = plain.ratio("roost (base)")
+        if base is not None:
+            res.headlines.append(f"start-up: roost is {fmt(base)}x roost (base), "
+                                 "now with its signals blocked from the exec")
         for peer in ("tini", "dumb-init", "catatonit"):
             pr = plain.ratio(peer)
             if pr is not None:

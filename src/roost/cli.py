@@ -50,6 +50,12 @@ def main(args: list[str]) -> int:
         return _up(ns)
     if command == "check":
         return _check(ns)
+    if command == "completion":
+        from roost import cli_complete  # noqa: PLC0415 - lazy (start-up): `completion` only
+        from roost.container.options import USAGE  # noqa: PLC0415 - lazy (start-up): `completion` only
+
+        sys.stdout.write(cli_complete.script(ns.shell, grammar, USAGE))
+        return 0
     hint = _signal_hint(ns.signal, ns.services) if command == "signal" else None
     if hint:
         print(f"roost signal: {hint} (see `roost signal --help`)", file=sys.stderr)
@@ -188,12 +194,20 @@ def _client_command(ns: argparse.Namespace, client: Any) -> int:
         client.call("signal", services=ns.services, signal=ns.signal)
         return CHECK_OK
     if command == "log":
+        window = {k: v for k, v in (("since", ns.since), ("until", ns.until)) if v is not None}
+        named = len(ns.services) != 1
         for record in client.call("log", services=ns.services, lines=ns.lines,
-                                  follow=ns.follow):
-            _print_line(record, len(ns.services) > 1)
+                                  follow=ns.follow, **window):
+            _print_line(record, named, ns.json)
         if ns.follow:
             for record in client.events():
-                _print_line(record, len(ns.services) > 1)
+                _print_line(record, named, ns.json)
+        return CHECK_OK
+    if command == "events":
+        for record in client.call("events", services=ns.services):
+            _print_event(record, ns.json)
+        for record in client.events():
+            _print_event(record, ns.json)
         return CHECK_OK
     if command == "tree":
         result = client.call("tree", services=ns.services)
@@ -291,7 +305,22 @@ def _permitted(client: Any, cmd: str, **args: object) -> Any:
         raise
 
 
-def _print_line(record: dict[str, Any], with_name: bool) -> None:
+def _print_event(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(record), flush=True)
+        return
+    from roost.kernel import console  # noqa: PLC0415 - lazy (start-up): `log` and `events` only
+
+    pid = f" (pid {record['pid']})" if record["pid"] and record["state"] == "up" else ""
+    reason = f": {record['reason']}" if record["reason"] else ""
+    print(f"{console.stamp(record['time'])} {record['service']} {record['state']}{pid}{reason}",
+          flush=True)
+
+
+def _print_line(record: dict[str, Any], with_name: bool, as_json: bool = False) -> None:
+    if as_json:
+        print(json.dumps(record), flush=True)
+        return
     from roost.kernel import console  # noqa: PLC0415 - lazy (start-up): `log` only
 
     prefix = f"{record['service']} | " if with_name else ""

@@ -69,10 +69,16 @@ HELP = {
                "Send SIG (a name, with or without SIG, or a number) to the main process of each\n"
                "service. Root and the control group only.",
                "roost signal HUP web"),
-    "log": ("show a service's output",
-            "Print the last lines the services wrote (oldest first); with -f, keep printing\n"
-            "new lines until interrupted. Root and the control group only.",
-            "roost log -n 50 -f web db"),
+    "log": ("show what the services wrote",
+            "Print the last lines each service wrote (all services by default), interleaved\n"
+            "by time, oldest first; --since and --until keep a window of time; with -f, keep\n"
+            "printing new lines until interrupted. Root and the control group only.",
+            "roost log -n 50 -f web db\n  roost log --since 10m"),
+    "events": ("follow the services' states as they change",
+               "Print each service's state now, then every change of state as it happens, one\n"
+               "line each (JSON objects with --json), until interrupted or roost exits. Any\n"
+               "user may ask.",
+               "roost events --json web db"),
     "tree": ("show every process of each service",
              "Show every process of each service (* marks the main one), how roost tracks\n"
              "them, and the orphans it adopted. Root and the control group only.",
@@ -83,6 +89,10 @@ HELP = {
                 "for it. `critical-chain [SERVICE]` prints what SERVICE (default: the last to\n"
                 "settle, of those never restarted) waited for, link by link. Any user may ask.",
                 "roost analyze -o boot.svg\n  roost analyze critical-chain web"),
+    "completion": ("print a shell's completion script",
+                   "Print the completion script for bash, zsh or fish: commands, options, and\n"
+                   "the names of the running roost's services.",
+                   'eval "$(roost completion bash)"'),
     "reload": ("apply a changed configuration directory",
                "Read the configuration directory again; if all of it is valid, add, remove and\n"
                "restart only the services that changed. If not, nothing changes.",
@@ -91,6 +101,31 @@ HELP = {
                  "Stop every service in reverse dependency order, then make roost exit.",
                  "roost shutdown"),
 }
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def moment(text: str) -> float:
+    """A UNIX time from `30s`, `10m`, `2h`, `1d` (that long ago) or a local date and time."""
+    import argparse  # noqa: PLC0415 - lazy (memory): loaded by the parser that calls this
+    import datetime  # noqa: PLC0415 - lazy (start-up): `log --since` only
+    import time  # noqa: PLC0415 - lazy (start-up): `log --since` only
+
+    number = text[:-1]
+    if text[-1:] in _UNITS and number.replace(".", "", 1).isdigit():
+        return time.time() - float(number) * _UNITS[text[-1]]
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        pass
+    try:
+        clock = datetime.time.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected 30s, 10m, 2h, 1d, or a time like 17:05 or "
+            "2026-12-03 17:05:30") from None
+    return datetime.datetime.combine(datetime.date.today(), clock).timestamp()
+
 
 CONTROL_HELP = ("control socket: a path or @abstract (default: $ROOST_CONTROL, else "
                 "/run/roost/control for root; for other users their own "
@@ -168,10 +203,19 @@ def parser() -> argparse.ArgumentParser:
     control(p)
 
     p = command("log")
-    p.add_argument("services", nargs="+", metavar="SERVICE")
+    p.add_argument("services", nargs="*", metavar="SERVICE", help="(default: every service)")
     p.add_argument("-n", "--lines", type=int, default=20, metavar="N",
-                   help="how many of the last lines (default: %(default)s)")
+                   help="how many of the last lines of each service (default: %(default)s)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.add_argument("--since", type=moment, metavar="WHEN", help="only lines from WHEN on: "
+                   "30s, 10m, 2h, 1d ago, or a time (17:05, 2026-12-03 17:05:30)")
+    p.add_argument("--until", type=moment, metavar="WHEN", help="only lines up to WHEN")
+    p.add_argument("--json", action="store_true", help="print one JSON object per line")
+    control(p)
+
+    p = command("events")
+    p.add_argument("services", nargs="*", metavar="SERVICE", help="(default: every service)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per line")
     control(p)
 
     p = command("tree")
@@ -186,6 +230,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="write the SVG to FILE "
                    "(default: standard output)")
     control(p)
+
+    p = command("completion")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"))
 
     control(command("reload"))
     control(command("shutdown"))

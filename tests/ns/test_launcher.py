@@ -113,6 +113,15 @@ def test_the_launcher_starts_roost_with_only_roost_in_its_environment(
     assert "signal window closed" in ran.stderr, ran.stderr
 
 
+def test_the_manual_pages_come_with_the_install(installs: dict[str, Path]) -> None:
+    for layout, bin_dir in installs.items():
+        for section, page in (("8", "roost"), ("1", "roost-run"), ("5", "roost.toml")):
+            path = bin_dir.parent / "share" / "man" / f"man{section}" / f"{page}.{section}"
+            ran = subprocess.run(["man", "-l", str(path)], capture_output=True, text=True,
+                                 timeout=60, check=False, env={**os.environ, "MANPAGER": "cat"})
+            assert ran.returncode == 0 and "SEE ALSO" in ran.stdout, (layout, path, ran.stderr)
+
+
 BUSYBOX_ENV = """
 ln -sf busybox /usr/bin/env
 /usr/bin/env --block-signal true 2>/dev/null && { echo "env still blocks signals"; exit 1; }

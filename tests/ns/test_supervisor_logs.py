@@ -152,11 +152,13 @@ def test_log_tail_and_follow(tmp_path: Path, mode: str) -> None:
         numbers = [int(line.rsplit(" ", 1)[1]) for line in tail]
         assert numbers == list(range(numbers[0], numbers[0] + 3))
         assert all(re.match(STAMP + r"tick \d+$", line) for line in tail)
-        # Several services: merged by time, each line named.
+        # Several services: the last 4 of each, merged by time, each line named.
         result = roost.cli("log", "tick", "tock", "-n", "4")
         both = result.stdout.splitlines()
-        assert len(both) == 4
-        assert {line.split(" ")[1] for line in both} == {"tick", "tock"}
+        assert len(both) == 8
+        assert sorted(line.split(" ")[1] for line in both) == ["tick"] * 4 + ["tock"] * 4
+        stamps = [line[:23] for line in both]
+        assert stamps == sorted(stamps)  # oldest first (two lines may share a millisecond)
         assert all(re.match(STAMP + r"(tick \| tick|tock \| tock) \d+$", line) for line in both)
 
         follower = subprocess.Popen([*ROOST, "log", "-f", "-n", "1", "tick", "--control",
@@ -181,3 +183,56 @@ def test_log_tail_and_follow(tmp_path: Path, mode: str) -> None:
             follower.wait(timeout=10)
         assert roost.status("tick")["state"] == "up"
         assert "error in" not in roost.output()
+
+
+# Writes `quiet`'s 3 lines at once, `chatty` a line every 50 ms; then sleeps.
+BURST = """
+import sys, time
+name, count, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+for n in range(count):
+    print(name, n, flush=True)
+    time.sleep(pause)
+time.sleep(600)
+"""
+
+
+def test_log_of_every_service_by_window_and_as_json(tmp_path: Path) -> None:
+    import json
+
+    config = ConfigDir(tmp_path / "conf")
+    burst = config.python("burst", BURST)
+    config.service("quiet", command=[*burst, "quiet", "3", "0"])
+    config.service("chatty", command=[*burst, "chatty", "100", "0.05"])
+    with running(config, "pid1", tmp_path) as roost:
+        roost.wait_output(r"chatty \| chatty 99")
+        # No service named: every service's last N, the quiet one's not pushed out.
+        result = roost.cli("log", "-n", "5")
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert sorted(line.split(" ")[1] for line in lines) == ["chatty"] * 5 + ["quiet"] * 3
+        assert [line.rsplit(" ", 1)[1] for line in lines if " quiet | " in line] == \
+            ["0", "1", "2"]
+        records = [json.loads(line) for line in roost.cli(
+            "log", "-n", "1000", "--json", "chatty").stdout.splitlines()]
+        assert [r["line"] for r in records] == [f"chatty {n}" for n in range(100)]
+        # A window: the middle half of chatty's five seconds, by the times the records carry.
+        start, end = records[25]["time"], records[74]["time"]
+        middle = roost.cli("log", "-n", "1000", "--json", "chatty", "--since",
+                           _local(start), "--until", _local(end + 1)).stdout.splitlines()
+        got = [json.loads(line)["line"] for line in middle]
+        # Local times are read to the second (the window's ends rounded outward): it holds
+        # 25..74 and what shares their seconds, not all 100.
+        assert "chatty 25" in got and "chatty 74" in got and len(got) < 100, got
+        recent = roost.cli("log", "--since", "1d", "-n", "1000", "quiet").stdout
+        assert len(recent.splitlines()) == 3
+        none = roost.cli("log", "--since", "0s", "quiet")
+        assert none.returncode == 0 and none.stdout == "", none
+        bad = roost.cli("log", "--since", "soon")
+        assert bad.returncode == 2 and "expected 30s, 10m, 2h, 1d" in bad.stderr, bad
+
+
+def _local(when: float) -> str:
+    """A UNIX time as `roost log --since` reads a local time, to the second (rounded out)."""
+    import datetime
+
+    return datetime.datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M:%S")

@@ -114,9 +114,10 @@ def test_decoder_only_raises_protocol_errors(data: bytes) -> None:
     assert isinstance(cmd, str) and isinstance(args, dict)
 
 
-def test_only_ping_and_status_are_open_to_all() -> None:
-    # log returns service output and tree command lines: both may carry secrets.
-    assert {"ping", "status"} == protocol.OPEN_TO_ALL
+def test_only_ping_status_and_events_are_open_to_all() -> None:
+    # log returns service output and tree command lines: both may carry secrets. events
+    # streams what status shows.
+    assert {"ping", "status", "events"} == protocol.OPEN_TO_ALL
 
 
 @pytest.mark.parametrize("ident", [b"[]", b"{}", b"true", b"[1]", b'"\\ud800"', b'"a\\udfff"',

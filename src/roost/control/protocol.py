@@ -21,11 +21,12 @@ MAX_MESSAGE = 64 * 1024  # bytes in one request line, newline included
 MAX_REPLY = 64 * 1024 * 1024
 IDLE_TIMEOUT = 30.0  # seconds a connection may stay without a complete request
 
-# Commands anyone may run. Every other command needs root or the configured control
-# group: those that change state, and those that return what a service printed or
+# Commands anyone may run (`events` streams what `status` shows). Every other command
+# needs root or the configured control group: those that change state, and those that
+# return what a service printed or
 # was started with (`log`: output that carries secrets; `tree`: command lines that
 # do, and that /proc may hide from other users with hidepid=).
-OPEN_TO_ALL = frozenset({"ping", "status"})
+OPEN_TO_ALL = frozenset({"ping", "status", "events"})
 
 # Error codes.
 BAD_REQUEST = "bad-request"

@@ -72,6 +72,8 @@ class Supervisor:
         # Called after a batch of moves in which a service changed state: roost's own
         # readiness follows them (announce.py). None costs a roost nobody watches nothing.
         self.on_change: Callable[[], None] | None = None
+        # Told of every state change, as it is announced: `roost events` (control/streams.py).
+        self.watchers: list[Callable[[Runtime], None]] = []
         # Services a system's init could not configure, each with its error: shown by
         # status as failed, never started; a reload that succeeds replaces them.
         self.broken = dict(broken or {})
@@ -111,9 +113,7 @@ class Supervisor:
 
     def _discard(self, rt: Runtime) -> None:
         """Undo `_add` of a service that never ran."""
-        rt.log.close(self.loop)
-        if rt.notify_sock is not None:
-            rt.notify_sock.close()
+        rt.release(self.loop)
         self.order.remove(rt.name)
         del self.services[rt.name]
 
@@ -265,12 +265,10 @@ class Supervisor:
 
     def _announce(self, rt: Runtime) -> None:
         m = rt.machine
-        text = m.state
-        if m.state == machine.UP and m.pid:
-            text += f" (pid {m.pid})"
-        if m.reason:
-            text += f": {m.reason}"
-        console.say(f"{rt.name}: {text}")
+        text = m.state + (f" (pid {m.pid})" if m.state == machine.UP and m.pid else "")
+        console.say(f"{rt.name}: {text}" + (f": {m.reason}" if m.reason else ""))
+        for watcher in self.watchers:
+            watcher(rt)
 
     def _follow(self, rt: Runtime) -> None:
         """What follows a service's state from outside: polls, health checks, stored fds."""

@@ -50,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("usage: roost import supervisord FILE [-o DIR]\n"
                          "       roost import systemd UNIT.service... [-o DIR]\n")
         return 2
+    if args[:1] == ["up"]:
+        from roost import up  # noqa: PLC0415 - lazy (memory): the supervisor loads no client code
+
+        supervised = up.main(args[1:])
+        if supervised is not None:
+            return supervised
     from roost import cli  # noqa: PLC0415 - lazy (start-up): a role loads only its own
 
     return cli.main(args)

@@ -7,7 +7,8 @@ import os
 import sys
 
 from roost import early
-from roost.cli_parser import DEFAULT_CONFIG, SYSTEM_COMMANDS, USAGE_ERROR, parser
+from roost.cli_parser import SYSTEM_COMMANDS, USAGE_ERROR, parser
+from roost.config import DEFAULT_DIRECTORY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 CHECK_OK = 0
 FAILURE = 1
 def _config_dir(value: str | None) -> str:
-    return value or os.environ.get("ROOST_CONFIG") or DEFAULT_CONFIG
+    return value or os.environ.get("ROOST_CONFIG") or DEFAULT_DIRECTORY
 
 
 def main(args: list[str]) -> int:
@@ -30,9 +31,6 @@ def main(args: list[str]) -> int:
         from roost.system import poweroff  # noqa: PLC0415 - lazy (start-up): a client only
 
         return poweroff.main(args[0], args[1:])
-    fast = _fast_up(args)
-    if fast is not None:
-        return _up(fast)  # type: ignore[arg-type]
     grammar = parser()
     if not args:
         grammar.print_help()
@@ -85,41 +83,6 @@ def main(args: list[str]) -> int:
         return 130
 
 
-_UP_VALUES = {"-c": "config", "--config": "config", "--log-dir": "log_dir",
-              "--control": "control", "--ready-fd": "ready_fd", "--ready-file": "ready_file"}
-_UP_FLAGS = {"--quiet": "quiet", "-v": "verbose", "--verbose": "verbose"}
-
-
-def _fast_up(args: list[str]) -> object | None:
-    """Parse a well-formed `roost up` line without argparse, or return None.
-
-    argparse would stay in the supervisor's memory (about 0.5 MB) for as long as it
-    runs; anything this does not recognise, `--help` included, goes to argparse for
-    its help and its error messages.
-    """
-    if args[:1] != ["up"]:
-        return None
-    import types  # noqa: PLC0415 - lazy (start-up): the fast path only
-
-    ns = types.SimpleNamespace(command="up", config=None, log_dir=None, control=None,
-                               quiet=False, verbose=False, ready_fd=None, ready_file=None)
-    rest = args[1:]
-    while rest:
-        arg = rest.pop(0)
-        name, eq, value = arg.partition("=")
-        if name in _UP_VALUES:
-            if not eq:
-                if not rest or rest[0].startswith("-"):
-                    return None
-                value = rest.pop(0)
-            setattr(ns, _UP_VALUES[name], value)
-        elif arg in _UP_FLAGS:
-            setattr(ns, _UP_FLAGS[arg], True)
-        else:
-            return None
-    return ns
-
-
 def _check(ns: argparse.Namespace) -> int:
     from roost.config.load import read  # noqa: PLC0415 - lazy (start-up): `check` only
 
@@ -152,8 +115,8 @@ def _check(ns: argparse.Namespace) -> int:
 
 
 def _up(ns: argparse.Namespace) -> int:
-    from roost.kernel import console  # noqa: PLC0415 - lazy (start-up): see _fast_up
-    from roost.up import up  # noqa: PLC0415 - lazy (start-up): see _fast_up
+    from roost.kernel import console  # noqa: PLC0415 - lazy (start-up): `up` only
+    from roost.up import up  # noqa: PLC0415 - lazy (start-up): `up` only
 
     console.configure(timestamps=True, verbose=ns.verbose)
     return up(_config_dir(ns.config), control=ns.control, log_dir=ns.log_dir, quiet=ns.quiet,

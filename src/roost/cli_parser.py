@@ -7,6 +7,7 @@ argparse would otherwise stay in the supervisor's memory for as long as it runs.
 from __future__ import annotations
 
 from roost import __version__
+from roost.config import DEFAULT_DIRECTORY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -14,8 +15,6 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 USAGE_ERROR = 2
-
-DEFAULT_CONFIG = "/etc/roost"
 
 SYSTEM_COMMANDS = {
     "init": "run as the system's init, PID 1 (see docs/system-init.md)",
@@ -163,7 +162,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = command("up")
     p.add_argument("-c", "--config", metavar="DIR", help=f"service directory (default: "
-                   f"$ROOST_CONFIG or {DEFAULT_CONFIG})")
+                   f"$ROOST_CONFIG or {DEFAULT_DIRECTORY})")
     p.add_argument("--log-dir", metavar="DIR", help="write service logs to files in DIR "
                    "(default: log_dir in roost.toml, else none)")
     p.add_argument("--quiet", action="store_true", help="do not copy service output to stdout")
@@ -178,7 +177,7 @@ def parser() -> argparse.ArgumentParser:
     p = command("check")
     p.add_argument("directory", nargs="?", metavar="DIR|FILE",
                    help=f"service directory or file (default: $ROOST_CONFIG or "
-                   f"{DEFAULT_CONFIG})")
+                   f"{DEFAULT_DIRECTORY})")
 
     p = command("status")
     p.add_argument("services", nargs="*", metavar="SERVICE", help="(default: every service)")

@@ -15,6 +15,7 @@ import os
 import resource
 import sys
 
+from roost.config import DEFAULT_DIRECTORY
 from roost.config.errors import ConfigInvalid
 from roost.config.reader import load as load_config
 from roost.config.reader import read as read_config
@@ -284,3 +285,44 @@ def _group_id(group: str | None) -> int | None:
     except accounts.UnknownAccount:
         # The configuration check names an unknown group; here nobody gets its rights.
         return None
+
+
+_VALUES = {"-c": "config", "--config": "config", "--log-dir": "log_dir",
+           "--control": "control", "--ready-fd": "ready_fd", "--ready-file": "ready_file"}
+_FLAGS = {"--quiet": "quiet", "-v": "verbose", "--verbose": "verbose"}
+
+
+def main(args: list[str]) -> int | None:
+    """Run `roost up ARGS` from a well-formed line; None leaves the line to argparse.
+
+    The client's command line (roost.cli and its grammar) and argparse would stay in the
+    supervisor's memory for as long as it runs (argparse alone about 0.5 MB): the entry
+    point comes here first. `--help` and anything not recognised go to argparse, for its
+    help and its error messages.
+    """
+    options: dict[str, str | bool | None] = {
+        "config": None, "log_dir": None, "control": None, "ready_fd": None,
+        "ready_file": None, "quiet": False, "verbose": False}
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        name, eq, value = arg.partition("=")
+        if name in _VALUES:
+            if not eq:
+                if not rest or rest[0].startswith("-"):
+                    return None
+                value = rest.pop(0)
+            options[_VALUES[name]] = value
+        elif arg in _FLAGS:
+            options[_FLAGS[arg]] = True
+        else:
+            return None
+    console.configure(timestamps=True, verbose=bool(options["verbose"]))
+    directory = options["config"] or os.environ.get("ROOST_CONFIG") or DEFAULT_DIRECTORY
+    return up(str(directory), control=_text(options["control"]),
+              log_dir=_text(options["log_dir"]), quiet=bool(options["quiet"]),
+              ready_fd=_text(options["ready_fd"]), ready_file=_text(options["ready_file"]))
+
+
+def _text(value: str | bool | None) -> str | None:
+    return value if isinstance(value, str) else None

@@ -34,6 +34,7 @@ RANKS = {
     "roost.cli_show": 7,   # what the client prints, beneath the command line that prints it
     "roost.cli_analyze": 7,  # the picture of a start, likewise
     "roost.cli_parser": 7,  # the command line's grammar, beneath the command line
+    "roost.cli_complete": 7,  # completion scripts written from that grammar
     "roost.cli": 8,
     "roost.__main__": 9,   # the entry point: picks the role
 }

@@ -28,6 +28,7 @@ import os
 import sys
 
 from roost import __version__
+from roost.config import DEFAULT_DIRECTORY
 from roost.control.commands import Dispatcher
 from roost.core import sigs
 from roost.kernel import console, linux
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from roost.system.shutdown import Shutdown
     from roost.up import Manager
 
-DEFAULT_CONFIG = "/etc/roost"
 RUN_CONTROL = "/run/roost/control"
 USAGE = """\
 usage: roost init [-c DIR] [-v]
@@ -106,7 +106,7 @@ class System:
         self.booting = True
         self.services_down = False
         self.baseline: set[int] = set()
-        self.directory = opts.config or os.environ.get("ROOST_CONFIG") or DEFAULT_CONFIG
+        self.directory = opts.config or os.environ.get("ROOST_CONFIG") or DEFAULT_DIRECTORY
         # Power requests and ping from the first moment; the rest once the supervisor runs.
         self.dispatcher = Dispatcher(None, power=self.request, directory=self.directory)
 

@@ -40,6 +40,7 @@ PROGRAMS = {
     "memcached": "memcached",            # a wrapper script that execs the daemon
     "haproxy": "haproxy",                # -Ws: a master that speaks sd_notify across reloads
     "busybox": "busybox",                # an env without --block-signal, as Alpine has
+    "rsyslogd": "rsyslog",               # the syslog daemon roost forwards service output to
 }
 # The shared libraries tests preload, and their packages.
 LIBRARIES = {

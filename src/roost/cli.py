@@ -286,5 +286,11 @@ def _print_line(record: dict[str, Any], with_name: bool, as_json: bool = False) 
         return
     from roost.kernel import console  # noqa: PLC0415 - lazy (start-up): `log` only
 
-    prefix = f"{record['service']} | " if with_name else ""
-    print(f"{console.stamp(record['time'])} {prefix}{record['line']}", flush=True)
+    stamp = console.stamp(record["time"])
+    stream = record.get("stream", "out")
+    if stream == "roost":  # a new run, lines lost: roost's own word, under no name
+        print(f"{stamp} {record['line']}", flush=True)
+        return
+    mark = "!" if stream == "err" else "|"
+    prefix = f"{record['service']} {mark} " if with_name else "! " if stream == "err" else ""
+    print(f"{stamp} {prefix}{record['line']}", flush=True)

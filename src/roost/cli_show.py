@@ -151,7 +151,9 @@ def detail(record: Record, tree: Record | None, log: list[Record] | None,
         from roost.kernel import console  # noqa: PLC0415 - lazy (start-up): a detail only
 
         lines.append(f"{'log':>10}:")
-        lines += [f"  {console.stamp(r['time'])} {printable(r['line'])}" for r in log]
+        marks = {"err": "! ", "roost": ""}
+        lines += [f"  {console.stamp(r['time'])} {marks.get(r.get('stream', ''), '')}"
+                  f"{printable(r['line'])}" for r in log]
     if tree is None or log is None:
         lines.append("  (its command, processes and log: for root and the control group)")
     return lines

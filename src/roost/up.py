@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from roost.core.exits import ExitStatus
-    from roost.core.model import Config
+    from roost.core.model import Config, Settings
     from roost.kernel.ready import ReadyFile
+    from roost.kernel.syslog import Syslog
     from roost.supervise.announce import Announcer
 
 SHUTDOWN_SIGNALS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT})
@@ -63,7 +64,7 @@ class Manager:
         if log_console is None:
             log_console = settings.log_console if settings.log_console is not None else True
         self.log_settings = LogSettings(directory, settings.log_max_bytes, settings.log_keep,
-                                        log_console)
+                                        log_console, syslog=_syslog(settings))
         self.nofile = _raise_nofile()
         self.supervisor = Supervisor(
             config, self.loop, self.reaper, self.log_settings, Tracker(self.loop),
@@ -221,6 +222,11 @@ class Manager:
             self.log_settings.keep = settings.log_keep
             for rt in self.supervisor.services.values():
                 rt.log.close_file()
+        if (settings.log_syslog, settings.log_syslog_facility) != (
+                old_settings.log_syslog, old_settings.log_syslog_facility):
+            if self.log_settings.syslog is not None:
+                self.log_settings.syslog.close()
+            self.log_settings.syslog = _syslog(settings)
         self.config = new
         return summary
 
@@ -264,6 +270,14 @@ def up(directory: str, *, control: str | None, log_dir: str | None, quiet: bool,
         print(f"roost: cannot listen on {address}: {exc}", file=sys.stderr)
         return 1
     return manager.run(fd, file)
+
+
+def _syslog(settings: Settings) -> Syslog | None:
+    """The syslog socket service output also goes to, if `log_syslog` asks for one."""
+    if not settings.log_syslog:
+        return None
+    from roost.kernel.syslog import Syslog  # noqa: PLC0415 - lazy (memory): `log_syslog` only
+    return Syslog(settings.log_syslog, settings.log_syslog_facility)
 
 
 def _raise_nofile() -> tuple[int, int]:

@@ -88,12 +88,12 @@ def test_lines_a_full_disk_lost_are_counted_and_noted(tmp_path: Path) -> None:
         dropped = status()["log_dropped"]
         assert isinstance(dropped, int)
         text = written()
-        notes = [line for line in text if " roost: " in line]
+        notes = [line for line in text if line.split(" ")[1] == "roost"]
         assert len(notes) == 1, notes
-        match = re.search(r" roost: (\d+) lines dropped \(ENOSPC\)$", notes[0])
+        match = re.search(r" roost (\d+) lines dropped \(ENOSPC\)$", notes[0])
         assert match, notes
         assert int(match.group(1)) == dropped
-        numbers = [int(line.split(" ")[2]) for line in text
+        numbers = [int(line.split(" ")[3]) for line in text
                    if " line " in line and line.endswith("y" * 80)]
         # Nothing lost without being counted: what the file has and what it lost is all.
         assert len(numbers) + dropped == TOTAL, (len(numbers), dropped)

@@ -60,7 +60,8 @@ def test_a_flood_does_not_delay_other_lines_or_control(tmp_path: Path, mode: str
     delays = []
     numbers = []
     for line in lines:
-        _, _, number, written = line.split(" ")
+        _, stream, _, number, written = line.split(" ")
+        assert stream == "out", line
         numbers.append(int(number))
         # The clock's millisecond stamp can be up to 1 ms early.
         delays.append(max(0.0, arrival(line) - float(written)))

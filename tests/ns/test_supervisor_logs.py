@@ -58,8 +58,14 @@ def test_no_line_is_lost_across_restarts(tmp_path: Path, mode: str) -> None:
         from tests.support import wait_for
         wait_for(complete, timeout=10, what="every line in the log file")
         text = log.read_text().splitlines()
-        assert all(re.match(STAMP, line) for line in text)
-        assert [line.split(" ", 1)[1] for line in text] == expected
+        assert all(re.match(STAMP + "(out|roost) ", line) for line in text)
+        assert [line.split(" ", 2)[2] for line in text if line.split(" ")[1] == "out"] == expected
+        # Where each new run began, roost's own line says how the one before it ended.
+        assert [line.split(" ", 2)[2] for line in text if line.split(" ")[1] == "roost"] == [
+            "-- crasher restarted: exited 3 --"] * 2
+        starts = [n for n, line in enumerate(text) if line.split(" ")[1] == "roost"]
+        assert text[starts[0] - 1].endswith(f"1:{lines - 1}")
+        assert text[starts[0] + 1].endswith(" 2:0")
         result = roost.cli("log", "crasher", "-n", "3")
         assert result.returncode == 0, result.stderr
         assert [line.split(" ", 1)[1] for line in result.stdout.splitlines()] == [
@@ -93,7 +99,7 @@ def test_log_files_rotate_at_the_size_keeping_the_count(tmp_path: Path, mode: st
             data = (logs / name).read_bytes()
             assert 0 < len(data) <= 2000, (name, len(data))
             for line in data.decode().splitlines():
-                assert re.fullmatch(STAMP + r"line \d{4}", line), line
+                assert re.fullmatch(STAMP + r"out line \d{4}", line), line
                 numbers.append(int(line[-4:]))
         # The newest lines, in order, none missing; the oldest rotated away.
         assert numbers == list(range(numbers[0], 300))

@@ -194,6 +194,8 @@ log_dir = "logs"
 log_max_bytes = 4096
 log_keep = 5
 log_console = false
+log_syslog = true
+log_syslog_facility = "local3"
 control = "@my-roost"
 control_group = "nogroup"
 """})
@@ -203,6 +205,7 @@ control_group = "nogroup"
     assert settings.log_dir == str(tmp_path / "logs")
     assert (settings.log_max_bytes, settings.log_keep, settings.log_console) == (4096, 5, False)
     assert (settings.control, settings.control_group) == ("@my-roost", "nogroup")
+    assert (settings.log_syslog, settings.log_syslog_facility) == ("/dev/log", "local3")
 
 
 def test_other_files_are_ignored(tmp_path: Path) -> None:
@@ -332,6 +335,7 @@ BAD_VALUES = [
     ("umask", "512", "out of range: 512"),
     ("umask", '"1000"', "out of range: '1000'"),
     ("umask", "true", "expected an octal string like \"022\", got True"),
+    ("stderr", '"journal"', "expected one of log, stdout; got 'journal'"),
     ("pid_file", "7", "expected a string, got an integer"),
     ("memory_max", '"12X"', "expected a size like 512M or a number of bytes, got '12X'"),
     ("memory_max", "0", "expected a size like 512M or a number of bytes, got 0"),
@@ -536,6 +540,8 @@ control = false
 control_group = "no-such-group-xyz"
 log_kep = 2
 emergency_shell = ["/bin/sh", "-c", "\\u0000"]
+log_syslog = "dev/log"
+log_syslog_facility = "local8"
 """})
     path = tmp_path / "roost.toml"
     assert errors(tmp_path) == [
@@ -546,6 +552,10 @@ emergency_shell = ["/bin/sh", "-c", "\\u0000"]
         f"{path}:6: control: expected a string, got a boolean",
         f"{path}:8: log_kep: unknown key (did you mean 'log_keep'?)",
         f"{path}:9: emergency_shell: contains a NUL character",
+        f"{path}:10: log_syslog: expected true, false or a socket's absolute path of at "
+        "most 107 bytes, got 'dev/log'",
+        f"{path}:11: log_syslog_facility: expected a syslog facility (daemon, user, local0 "
+        "to local7...), got 'local8'",
         f"{path}:7: control_group: no such group: no-such-group-xyz",
     ]
 

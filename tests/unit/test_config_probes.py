@@ -40,7 +40,7 @@ def test_pipevar_gets_a_descriptor_and_its_variable(tmp_path: Path) -> None:
     write(tmp_path, {"svc.toml": 'command = ["true"]\nready = "pipevar:MY_READY"\n'})
     config, _ = read(str(tmp_path))
     svc = config.services["svc"]
-    cmd = command.build(svc, {}, log_fd=1, ready_fd=42)
+    cmd = command.build(svc, {}, log_fds=(1, 1), ready_fd=42)
     assert cmd.fds[svc.ready_fd or 0] == 42
     assert cmd.env["MY_READY"] == str(svc.ready_fd)
 

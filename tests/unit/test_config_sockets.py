@@ -49,7 +49,7 @@ def test_tcp_and_udp_may_share_a_port_but_nothing_is_listed_twice(tmp_path: Path
 def test_the_descriptors_go_from_fd_3_with_the_listen_variables(tmp_path: Path) -> None:
     write(tmp_path, {"svc.toml": 'command = ["true"]\n'})
     config, _ = read(str(tmp_path))
-    cmd = command.build(config.services["svc"], {}, log_fd=1)
+    cmd = command.build(config.services["svc"], {}, log_fds=(1, 1))
     command.hand_over(cmd, [("web", 10), ("control", 11)])
     assert (cmd.fds[3], cmd.fds[4]) == (10, 11)
     assert (cmd.env["LISTEN_FDS"], cmd.env["LISTEN_FDNAMES"]) == ("2", "web:control")

@@ -43,6 +43,7 @@ command = /bin/sleep 100
 autorestart = true
 directory = %(here)s
 user = nobody
+redirect_stderr = true
 
 [include]
 files = conf.d/*.conf
@@ -116,6 +117,8 @@ def test_every_process_as_supervisord_reads_it(case: str, tmp_path: Path,
             assert mine.user == "nobody"
         if "stopwaitsecs" in CASES[case]:
             assert mine.stop_timeout == proc.stopwaitsecs
+        # supervisord's redirect_stderr: one stream; else each its own, as roost's default.
+        assert mine.stderr == ("stdout" if proc.redirect_stderr else "log"), name
 
 
 def test_approximations_are_commented_and_ignored_keys_named(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from roost.kernel.logdir import LogDirRefused
 from roost.kernel.loop import Loop
 from roost.supervise import logs
 from roost.supervise.logs import LogSettings, ServiceLog
@@ -24,18 +25,18 @@ def service_log(directory: Path | None, max_bytes: int = 1 << 20, keep: int = 3)
 
 
 def feed(log: ServiceLog, data: bytes) -> None:
-    os.write(log.write_fd, data)
-    log._read(None)  # everything written; the reactor would take it in budgets
+    os.write(log.fds(True)[0], data)
+    log._read(logs.OUT, None)  # everything written; the reactor would take it in budgets
 
 
 def texts(log: ServiceLog) -> list[str]:
-    return [text for _, text in log.tail or ()]
+    return [text for _, _, text in log.tail or ()]
 
 
 def test_lines_are_split_and_partials_kept(loop: Loop) -> None:
     log = service_log(None)
     seen: list[tuple[str, str]] = []
-    log.followers.append(lambda name, when, text: seen.append((name, text)))
+    log.follow(lambda name, when, stream, text: seen.append((name, text)))
     feed(log, b"one\ntw")
     assert texts(log) == ["one"]
     feed(log, b"o\nthree\n\n")
@@ -66,7 +67,7 @@ def test_the_memory_tail_is_bounded(loop: Loop) -> None:
     for n in range(logs.TAIL_LINES + 50):
         log.emit(str(n), 1.0)
     assert texts(log)[0] == "50"
-    assert [t for _, t in log.read_tail(3)] == [str(n) for n in range(logs.TAIL_LINES + 47,
+    assert [t for _, _, t in log.read_tail(3)] == [str(n) for n in range(logs.TAIL_LINES + 47,
                                                                         logs.TAIL_LINES + 50)]
     assert log.read_tail(0) == []
     log.close(loop)
@@ -113,8 +114,8 @@ def test_tail_from_files_when_memory_is_short(tmp_path: Path, loop: Loop) -> Non
     # A new roost: nothing in memory, the files still there.
     second = service_log(tmp_path, max_bytes=300, keep=3)
     tail = second.read_tail(5)
-    assert [t for _, t in tail] == [f"old {n:02d}" for n in range(25, 30)]
-    assert all(abs(when - 1_700_000_000) < 2 for when, _ in tail)
+    assert [t for _, _, t in tail] == [f"old {n:02d}" for n in range(25, 30)]
+    assert all(abs(when - 1_700_000_000) < 2 for when, _, _ in tail)
     second.close(loop)
 
 
@@ -137,10 +138,10 @@ def test_a_directory_others_may_write_in_is_refused(tmp_path: Path, loop: Loop) 
     logs_dir.mkdir()
     logs_dir.chmod(0o770)
     log = service_log(logs_dir)
-    with pytest.raises(logs.LogDirRefused, match="writable by group or others"):
-        log.write_fd  # noqa: B018 - the property is the check a start makes
+    with pytest.raises(LogDirRefused, match="writable by group or others"):
+        log.fds(False)  # the check a start makes
     logs_dir.chmod(0o1770)  # sticky: others may add files, not replace roost's
-    assert log.write_fd >= 0
+    assert min(log.fds(False)) >= 0
     log.emit("fine", 0.0)
     log.close(loop)
     assert (logs_dir / "svc.log").read_text().endswith(" fine\n")
@@ -157,8 +158,8 @@ def test_a_missing_directory_is_created_private(tmp_path: Path, loop: Loop) -> N
 def test_a_flood_is_read_in_budgets(loop: Loop) -> None:
     log = service_log(None)
     seen: list[str] = []
-    log.followers.append(lambda name, when, text: seen.append(text))
-    os.write(log.write_fd, (b"z" * 99 + b"\n") * 500)
+    log.follow(lambda name, when, stream, text: seen.append(text))
+    os.write(log.fds(True)[0], (b"z" * 99 + b"\n") * 500)
     log._readable(0)
     assert len(seen) == logs.READ_BUDGET // 100  # one turn's worth, the rest left in the pipe
     for _ in range(10):
@@ -190,3 +191,79 @@ def test_a_full_console_drops_counts_and_says_so(loop: Loop,
             out.forget()
         os.close(r)
         os.close(w)
+
+
+def test_stderr_is_a_stream_of_its_own(tmp_path: Path, loop: Loop,
+                                       capfd: pytest.CaptureFixture[str]) -> None:
+    log = ServiceLog("svc", LogSettings(str(tmp_path), console=True, console_fd=1))
+    log.attach(loop)
+    seen: list[tuple[str, str]] = []
+    log.follow(lambda name, when, stream, text: seen.append((stream, text)))
+    out, err = log.fds(False)
+    assert out != err
+    os.write(err, b"trouble\nhalf")
+    os.write(out, b"fine\n")
+    log.settle()  # the run is over: its unfinished line ends too
+    assert sorted(seen) == [("err", "half"), ("err", "trouble"), ("out", "fine")]
+    assert sorted((s, t) for _, s, t in log.read_tail(10)) == sorted(seen)
+    lines = (tmp_path / "svc.log").read_text().splitlines()
+    assert sorted(line.split(" ", 1)[1] for line in lines) == [
+        "err half", "err trouble", "out fine"]
+    console_out = capfd.readouterr().out
+    assert " svc ! trouble\n" in console_out and " svc | fine\n" in console_out
+    # Merged: one pipe for both, as `stderr = "stdout"` asks.
+    assert log.fds(True) == (out, out)
+    log.close(loop)
+
+
+def test_each_new_run_is_marked_with_how_the_last_ended(tmp_path: Path, loop: Loop,
+                                                        capfd: pytest.CaptureFixture[str]) -> None:
+    log = ServiceLog("svc", LogSettings(str(tmp_path), console=True, console_fd=1))
+    log.begin_run("never shown")
+    log.emit("first run", 1.0)
+    log.begin_run("killed by SIGKILL")
+    log.emit("second run", 2.0)
+    assert [(s, t) for _, s, t in log.read_tail(10)] == [
+        ("out", "first run"), ("roost", "-- svc restarted: killed by SIGKILL --"),
+        ("out", "second run")]
+    assert " roost -- svc restarted: killed by SIGKILL --\n" in \
+        (tmp_path / "svc.log").read_text()
+    assert "restarted" not in capfd.readouterr().out  # the supervisor's own lines say it there
+    log.close(loop)
+
+
+def test_lines_read_back_from_files_keep_their_stream(tmp_path: Path, loop: Loop) -> None:
+    (tmp_path / "svc.log").write_text(
+        "2026-01-02T03:04:05.006 an older line, before lines named their stream\n"
+        "2026-01-02T03:04:06.000 out plain\n"
+        "2026-01-02T03:04:07.000 err bad\n"
+        "2026-01-02T03:04:08.000 roost -- svc restarted: exited 1 --\n"
+        "2026-01-02T03:04:09.000 out \n")
+    log = service_log(tmp_path)
+    assert [(s, t) for _, s, t in log.read_tail(5)] == [
+        ("out", "an older line, before lines named their stream"), ("out", "plain"),
+        ("err", "bad"), ("roost", "-- svc restarted: exited 1 --"), ("out", "")]
+    log.close(loop)
+
+
+def test_lines_go_to_syslog_when_configured(tmp_path: Path, loop: Loop) -> None:
+    import socket
+
+    from roost.kernel.syslog import Syslog
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(tmp_path / "log"))
+    server.settimeout(5)
+    log = ServiceLog("svc", LogSettings(None, console=False, syslog=Syslog(str(tmp_path / "log"))))
+    try:
+        log.emit("hello", 1.0)
+        log.emit("oops", 1.0, logs.ERR)
+        log.begin_run("x")
+        log.begin_run("exited 1")  # roost's own word stays out of syslog
+        log.emit("again", 2.0)
+        got = [server.recv(4096) for _ in range(3)]
+        assert [(g[:4], g.rsplit(b": ", 1)[1]) for g in got] == [
+            (b"<30>", b"hello"), (b"<27>", b"oops"), (b"<30>", b"again")]
+    finally:
+        server.close()
+        log.close(loop)

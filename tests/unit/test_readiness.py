@@ -252,11 +252,11 @@ def test_a_watchdog_is_announced_in_the_main_process_environment() -> None:
     cfg = config(type="notify", watchdog_sec=1.5)
     cmd = command.build(cfg, command.inherited({"WATCHDOG_USEC": "1", "WATCHDOG_PID": "1",
                                                 "PATH": "/bin"}),
-                        log_fd=1, notify_socket="@roost/notify/x")
+                        log_fds=(1, 1), notify_socket="@roost/notify/x")
     assert (cmd.env["WATCHDOG_USEC"], cmd.env_pid_vars) == ("1500000", ("WATCHDOG_PID",))
     # None without watchdog_sec: what roost itself was given is not passed on.
     cmd = command.build(config(type="notify"), command.inherited(
-        {"WATCHDOG_USEC": "1", "WATCHDOG_PID": "1"}), log_fd=1, notify_socket="@x")
+        {"WATCHDOG_USEC": "1", "WATCHDOG_PID": "1"}), log_fds=(1, 1), notify_socket="@x")
     assert "WATCHDOG_USEC" not in cmd.env and "WATCHDOG_PID" not in cmd.env
     assert cmd.env_pid_vars == ()
 

@@ -11,7 +11,14 @@ from __future__ import annotations
 from roost.core import sigs
 from roost.core.conditions import KEYS as CONDITION_KEYS
 from roost.core.exits import SIGNAL_BASE
-from roost.core.model import DIRECTORY_KINDS, NOTIFY_ACCESS, RESTART_POLICIES, SERVICE_TYPES
+from roost.core.model import (
+    DIRECTORY_KINDS,
+    NOTIFY_ACCESS,
+    RESTART_POLICIES,
+    SERVICE_TYPES,
+    SYSLOG_FACILITIES,
+    SYSLOG_PATH,
+)
 from roost.kernel import accounts
 
 TYPE_CHECKING = False
@@ -49,6 +56,7 @@ MAX_SIGNAL = 64  # SIGRTMAX on Linux
 MAX_READY_FD = 1023
 # Descriptors one service may store in roost (FDSTORE=1): counted in the descriptor budget,
 # and passed from fd 3 up at each start, below the customary soft RLIMIT_NOFILE.
+MAX_UNIX_PATH = 107  # sun_path holds 108 bytes, the last a NUL
 MAX_FD_STORE = 1000  # below the customary soft RLIMIT_NOFILE a service starts with
 
 
@@ -234,6 +242,25 @@ def _argv(value: Any) -> list[str]:
                      f"got {shown(value)}")
 
 
+def _syslog(value: Any) -> str:
+    """`log_syslog`: true (/dev/log), false, or the absolute path of a syslog socket."""
+    if value is True:
+        return SYSLOG_PATH
+    if value is False:
+        return ""
+    if isinstance(value, str) and value.startswith("/") and len(value.encode()) <= MAX_UNIX_PATH:
+        return value
+    raise ValueError(f"expected true, false or a socket's absolute path of at most "
+                     f"{MAX_UNIX_PATH} bytes, got {shown(value)}")
+
+
+def _facility(value: Any) -> str:
+    if isinstance(value, str) and value in SYSLOG_FACILITIES:
+        return value
+    raise ValueError(f"expected a syslog facility (daemon, user, local0 to local7...), "
+                     f"got {shown(value)}")
+
+
 def _has_nul(value: Any) -> bool:
     """True if a string anywhere in `value` holds NUL (no syscall argument can carry one)."""
     if isinstance(value, str):
@@ -292,6 +319,7 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "working_directory": _string,
     "environment": _environment,
     "umask": _umask,
+    "stderr": _choice(("log", "stdout")),
     "pid_file": _string,
     "memory_max": _bytes,
     "pids_max": _count(1, MAX_PIDS),
@@ -314,6 +342,8 @@ SETTINGS_KEYS: dict[str, Callable[[Any], Any]] = {
     "log_max_bytes": _count(1, MAX_BYTES),
     "log_keep": _count(1, MAX_LOG_KEEP),
     "log_console": _boolean,
+    "log_syslog": _syslog,
+    "log_syslog_facility": _facility,
     "control": _string,
     "control_group": _account,
     "emergency_shell": _argv,

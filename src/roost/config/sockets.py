@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import socket
 
-from roost.config.check import SERVICE_KEYS, shown
+from roost.config.check import MAX_UNIX_PATH, SERVICE_KEYS, shown
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ DEFAULT_BACKLOG = 4096
 MAX_BACKLOG = 65535
 MAX_SOCKETS = 100
 NAME_MAX = 255  # systemd's longest descriptor name
-UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, the last a NUL
 _TABLE_KEYS = ("listen", "name", "mode", "user", "group", "backlog")
 
 
@@ -98,14 +97,14 @@ def _entry(entry: Any) -> list[Any]:
 
 def _path(kind: str, address: str, entry: str) -> str:
     if kind == "unix" and address.startswith("@") and len(address) > 1:
-        if len(address.encode()) > UNIX_PATH_MAX or "\0" in address:
-            raise ValueError(f"{shown(entry)}: an abstract name of at most {UNIX_PATH_MAX} bytes")
+        if len(address.encode()) > MAX_UNIX_PATH or "\0" in address:
+            raise ValueError(f"{shown(entry)}: an abstract name of at most {MAX_UNIX_PATH} bytes")
         return address
     if not address.startswith("/") or "\0" in address or address.endswith("/"):
         raise ValueError(f"{shown(entry)}: expected an absolute path"
                          + (" or @name" if kind == "unix" else ""))
-    if kind == "unix" and len(address.encode()) > UNIX_PATH_MAX:
-        raise ValueError(f"{shown(entry)}: a socket's path is at most {UNIX_PATH_MAX} bytes")
+    if kind == "unix" and len(address.encode()) > MAX_UNIX_PATH:
+        raise ValueError(f"{shown(entry)}: a socket's path is at most {MAX_UNIX_PATH} bytes")
     return address
 
 

@@ -31,10 +31,10 @@ def log(d: Serving, req: Request) -> object:
     for name, service_log in zip(names, logs, strict=True):
         # The last `count` of each service within the window: a quiet service's lines are
         # not pushed out by a chatty one's.
-        inside = [(when, text) for when, text in service_log.read_tail(
-            count if "since" not in req.args else MAX_NUMBER) if since <= when <= until]
-        lines += [{"service": name, "time": when, "line": text}
-                  for when, text in (inside[-count:] if count else [])]
+        inside = [line for line in service_log.read_tail(
+            count if "since" not in req.args else MAX_NUMBER) if since <= line[0] <= until]
+        lines += [{"service": name, "time": when, "stream": stream, "line": text}
+                  for when, stream, text in (inside[-count:] if count else [])]
     lines.sort(key=lambda r: r["time"])  # type: ignore[arg-type, return-value]
     req.reply(lines)
     if not req.args.get("follow"):
@@ -42,16 +42,16 @@ def log(d: Serving, req: Request) -> object:
     conn = req.conn
     conn.streaming = True
 
-    def follower(name: str, when: float, text: str) -> None:
-        conn.send(protocol.event(req.ident, {"service": name, "time": when, "line": text}))
+    def follower(name: str, when: float, stream: str, text: str) -> None:
+        conn.send(protocol.event(req.ident, {"service": name, "time": when, "stream": stream,
+                                             "line": text}))
 
     for service_log in logs:
-        service_log.followers.append(follower)
+        service_log.follow(follower)
 
     def unfollow() -> None:
         for service_log in logs:
-            if follower in service_log.followers:
-                service_log.followers.remove(follower)
+            service_log.unfollow(follower)
 
     conn.on_close.append(unfollow)
     return LATER

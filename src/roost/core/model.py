@@ -76,6 +76,11 @@ class HealthCheck:
 
 # The *_directory keys (systemd's RuntimeDirectory= and friends), and the base of each for
 # a roost run by root; a roost of another user puts them under its XDG directories.
+# Where `log_syslog = true` sends service output, and the facilities it may be sent as.
+SYSLOG_PATH = "/dev/log"
+SYSLOG_FACILITIES = {"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5,
+                     "lpr": 6, "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+                     **{f"local{n}": 16 + n for n in range(8)}}
 DIRECTORY_KINDS = ("runtime", "state", "cache", "logs", "configuration")
 DIRECTORY_BASES = {"runtime": "/run", "state": "/var/lib", "cache": "/var/cache",
                    "logs": "/var/log", "configuration": "/etc"}
@@ -116,6 +121,7 @@ class ServiceConfig:
         "runtime_directory_preserve",
         "sockets",
         "start_timeout",
+        "stderr",
         "stop_signal",
         "stop_timeout",
         "success_exit_status",
@@ -185,6 +191,9 @@ class ServiceConfig:
         # (true), or only when it stops for good ("restart": kept across restarts).
         self.runtime_directory_preserve: bool | str = False
         self.umask: int | None = None
+        # "log": standard error is a stream of its own in the log; "stdout": it shares
+        # standard output's pipe, so the two keep the order they were written in.
+        self.stderr = "log"
         self.pid_file: str | None = None
         self.memory_max: int | None = None
         self.pids_max: int | None = None
@@ -217,7 +226,7 @@ class Settings:
 
     __slots__ = ("control", "control_group", "ctrl_alt_del", "emergency_shell", "fatal_action",
                  "finale", "kill_timeout", "log_console", "log_dir", "log_keep", "log_max_bytes",
-                 "path", "shutdown_timeout")
+                 "log_syslog", "log_syslog_facility", "path", "shutdown_timeout")
 
     def __init__(self) -> None:
         self.path: str | None = None
@@ -225,6 +234,9 @@ class Settings:
         self.log_max_bytes = 1 << 20
         self.log_keep = 3
         self.log_console: bool | None = None
+        # Service output also to syslog: the socket's path ("" = none), with this facility.
+        self.log_syslog = ""
+        self.log_syslog_facility = "daemon"
         self.control: str | None = None
         self.control_group: str | None = None
         # System mode (roost as init); see docs/system-init.md.

@@ -209,6 +209,8 @@ def _attributes(service: Service, options: dict[str, str], get: Getter,
         service.set("umask", get("umask", "022"))
     if environment:
         service.set("environment", environment)
+    if _bool(get("redirect_stderr", "false"), path, section, "redirect_stderr"):
+        service.set("stderr", "stdout")  # one stream, in the order written, as supervisord's
     if "stopasgroup" in options and not _bool(get("stopasgroup", "false"), path, section,
                                               "stopasgroup"):
         service.lines.append("# stopasgroup = false: roost stops every process of the "

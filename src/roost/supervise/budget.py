@@ -1,7 +1,7 @@
 """The descriptors a configuration costs roost, against the limit roost runs under.
 
 Every service holds descriptors in roost for as long as it is configured (its log
-pipe, its log file, its notify socket) and more while it runs (the child's pidfd
+pipes, its log file, its notify socket) and more while it runs (the child's pidfd
 and exec report pipe, the tracker's pidfd on the main process, its cgroup.events,
 its notification pipe). Running out midway would leave services half set up, and
 every descriptor roost then fails to open is a service that cannot start, a
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from roost.core.model import ServiceConfig
 
 # roost's own, whatever it supervises: stdio, the epoll fd, the signal wakeup pipe,
-# the control sockets, the proc connector's socket or the cgroup root, the console.
+# the control sockets, the proc connector's socket or the cgroup root, the console, syslog.
 BASE = 24
 # Held for moments, or by a bounded few: a spawn's exec report pipe and cgroup.procs,
 # a signalling round's pidfds, the configuration reader's pipe, some control clients
@@ -36,7 +36,8 @@ RUNNING = 4
 
 def per_service(config: ServiceConfig, log_files: bool) -> int:
     """The most descriptors roost holds at once for one service."""
-    count = 2 + RUNNING  # the log pipe, both ends, kept across restarts
+    # The log pipes, both ends, kept across restarts: stdout's, and stderr's unless merged.
+    count = (2 if config.stderr == "stdout" else 4) + RUNNING
     count += len(config.sockets)  # what roost listens on for it, kept across restarts
     if log_files:
         count += 1

@@ -29,14 +29,15 @@ def inherited(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k not in PRIVATE_ENV}
 
 
-def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fd: int,
+def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fds: tuple[int, int],
           ready_fd: int | None = None, notify_socket: str | None = None,
           pdeathsig: int = 0, nofile: tuple[int, int] | None = None,
           cgroup: str | None = None, argv: list[str] | None = None) -> Command:
     """The Command for one start of a service; raise UnknownAccount for a user that is gone.
 
-    `ready_fd` is roost's end of the notification pipe, put at the number
-    `ready = "fd:N"` names; `notify_socket` the address for $NOTIFY_SOCKET, with
+    `log_fds` become its stdout and stderr. `ready_fd` is roost's end of the notification
+    pipe, put at the number `ready = "fd:N"` names; `notify_socket` the address for
+    $NOTIFY_SOCKET, with
     $WATCHDOG_USEC and $WATCHDOG_PID (the child's own pid) when it has a watchdog.
     `argv` runs another program in the service's place, as it would run (a health check's).
     """
@@ -51,7 +52,7 @@ def build(config: ServiceConfig, base_env: Mapping[str, str], *, log_fd: int,
             # sd_watchdog_enabled() heeds WATCHDOG_USEC only in the process WATCHDOG_PID names.
             env["WATCHDOG_USEC"] = str(round(config.watchdog_sec * 1_000_000))
             pid_vars.append("WATCHDOG_PID")
-    fds = {1: log_fd, 2: log_fd}
+    fds = {1: log_fds[0], 2: log_fds[1]}
     if ready_fd is not None and config.ready_fd is not None:
         fds[config.ready_fd] = ready_fd
         if config.ready.startswith("pipevar:"):

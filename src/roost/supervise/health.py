@@ -88,8 +88,9 @@ class Checks:
         read_fd = write_fd = -1
         try:
             read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-            cmd = command.build(rt.config, self._env, log_fd=write_fd, argv=check.argv,
-                                pdeathsig=self._pdeathsig, nofile=self._nofile)
+            cmd = command.build(rt.config, self._env, log_fds=(write_fd, write_fd),
+                                argv=check.argv, pdeathsig=self._pdeathsig,
+                                nofile=self._nofile)
             child = self._spawner(cmd)
         except (SpawnError, OSError, ValueError) as exc:
             if read_fd >= 0:

@@ -1,20 +1,24 @@
-"""Service output: one pipe per service, held by roost across restarts.
+"""Service output: two pipes per service, held by roost across restarts.
 
-roost keeps both ends of each service's pipe for as long as the service is
-configured, so a restarting service writes into the same pipe and no line is
-lost between two instances, and the reader never sees EOF. Lines are stamped on
-arrival and go to a size-rotated file, to the console, to a small in-memory
-tail for `roost log`, and to any client following the log.
+roost keeps both ends of each service's pipes for as long as the service is
+configured, so a restarting service writes into the same pipes and no line is
+lost between two instances, and the reader never sees EOF. Standard output and
+standard error have a pipe each (one, shared, with `stderr = "stdout"`), so every
+line is known to be of one stream or the other. Lines are stamped on arrival and
+go to a size-rotated file, to the console, to a small in-memory tail for
+`roost log`, to any client following the log, and to syslog if configured.
+A new run of a service is marked in its log by a line of roost's own, saying how
+the run before it ended.
 
 Each reactor turn reads at most READ_BUDGET bytes of one pipe: a service that
 floods cannot delay another's lines, or a control reply, by more than a turn.
 
 Log files are opened, rotated and read relative to a descriptor of the log
-directory, reached component by component without following a symlink anyone but
-root or roost could have made, and a directory someone else could change under
-roost is refused (`open_directory`): no service starts that would log there.
+directory (kernel/logdir.py); a directory someone else could change under roost is
+refused, and no service starts that would log there.
 A line the file cannot take (a full disk) is counted, shown by `roost status`,
 and one line in the file says how many were lost once it takes lines again.
+A file line is `STAMP STREAM TEXT`, STREAM being `out`, `err` or `roost`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import stat
 import time
 
 from roost.kernel import console
+from roost.kernel.logdir import LogDirRefused, open_directory
 from roost.kernel.loop import READ
 
 TYPE_CHECKING = False
@@ -33,41 +38,46 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from roost.kernel.loop import Loop
+    from roost.kernel.syslog import Syslog
+
+    Follower = Callable[[str, float, str, str], None]
 
 MAX_LINE = 16 * 1024  # a longer line is cut into pieces of this size
 TAIL_LINES = 200  # lines kept in memory per service that has written any
 READ_BUDGET = 16 * 1024  # bytes read from one pipe per reactor turn: a few ms of work
-_MAX_LINKS = 40  # symlinks followed reaching a log directory, as the kernel's own limit
 
-_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# The streams a line can be of: the service's standard output or error, or roost's own
+# word in its log (a new run, lines a full disk lost).
+OUT, ERR, ROOST = "out", "err", "roost"
+STREAMS = (OUT, ERR, ROOST)
+_CONSOLE_MARK = {OUT: "|", ERR: "!"}
+
 # O_NONBLOCK: a FIFO planted under the log file's name must not hang the open.
 _FILE_FLAGS = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
                | os.O_CLOEXEC)
 
 
-class LogDirRefused(ValueError):
-    """A log directory roost will not write in, and why."""
-
-
 class LogSettings:
     """Where service output goes."""
 
-    __slots__ = ("_refused", "console", "console_fd", "directory", "keep", "max_bytes")
+    __slots__ = ("_refused", "console", "console_fd", "directory", "keep", "max_bytes",
+                 "syslog")
 
     def __init__(self, directory: str | None = None, max_bytes: int = 1 << 20, keep: int = 3,
-                 console: bool = True, console_fd: int = 1):
+                 console: bool = True, console_fd: int = 1, syslog: Syslog | None = None):
         self.directory = directory
         self.max_bytes = max_bytes
         self.keep = keep
         self.console = console
         self.console_fd = console_fd
+        self.syslog = syslog
         self._refused: str | None = None
 
     def open_directory(self) -> int:
         """An O_PATH descriptor of the log directory, created if missing; or LogDirRefused."""
         assert self.directory
         try:
-            fd = _open_directory(self.directory, os.geteuid())
+            fd = open_directory(self.directory, os.geteuid())
         except LogDirRefused as exc:
             self._refuse(str(exc))
             raise
@@ -85,10 +95,11 @@ class LogSettings:
 
 
 class ServiceLog:
-    """The output pipe of one service, and where its lines go."""
+    """The output pipes of one service, and where their lines go."""
 
-    __slots__ = ("_file", "_partial", "_size", "_torn", "_unwritten", "_why", "_write_fd",
-                 "followers", "lost", "name", "read_fd", "settings", "tail")
+    __slots__ = ("_err_partial", "_err_write", "_file", "_followers", "_loop", "_partial",
+                 "_size", "_torn", "_unwritten", "_why", "_write_fd", "err_fd", "lost", "name",
+                 "ran", "read_fd", "settings", "tail")
 
     def __init__(self, name: str, settings: LogSettings):
         self.name = name
@@ -97,42 +108,75 @@ class ServiceLog:
         os.set_blocking(read_fd, False)
         self.read_fd = read_fd
         self._write_fd = write_fd
-        self._partial = b""
+        # The standard error pipe, made at the first start that wants one.
+        self.err_fd = self._err_write = -1
+        self._loop: Loop | None = None
+        self._partial = self._err_partial = b""
         self._file = -1
         self._size = 0
         self.lost = 0  # lines the log file never got, since roost started
         self._unwritten = 0  # of those, lost since the file last said so
         self._why = ""  # what lost them: an errno name
         self._torn = False  # the file ends inside a line a failed write cut
-        self.tail: collections.deque[tuple[float, str]] | None = None
-        self.followers: list[Callable[[str, float, str], None]] = []
+        self.ran = False  # a run of the service has begun: the next one is marked
+        self.tail: collections.deque[tuple[float, str, str]] | None = None
+        # `roost log -f` clients; a list only while one follows (memory, at 1000 services).
+        self._followers: list[Follower] | None = None
 
-    @property
-    def write_fd(self) -> int:
-        """The pipe's write end, the service's stdout and stderr.
+    def follow(self, follower: Follower) -> None:
+        """Call `follower(name, when, stream, text)` with every line from now on."""
+        if self._followers is None:
+            self._followers = []
+        self._followers.append(follower)
 
-        Raises LogDirRefused when the log directory is refused: a service must not start
-        whose output would go there (the supervisor reports it as a failure to start).
+    def unfollow(self, follower: Follower) -> None:
+        """No more lines to `follower`; nothing if it was not following."""
+        if self._followers is not None and follower in self._followers:
+            self._followers.remove(follower)
+            if not self._followers:
+                self._followers = None
+
+    def fds(self, merged: bool) -> tuple[int, int]:
+        """The write ends a start gives the service as its stdout and stderr.
+
+        `merged` (`stderr = "stdout"`): one pipe for both, so their lines keep the order
+        they were written in. Raises LogDirRefused when the log directory is refused: a
+        service must not start whose output would go there (a failure to start).
         """
         if self.settings.directory:
             os.close(self.settings.open_directory())
-        return self._write_fd
+        if merged:
+            return self._write_fd, self._write_fd
+        if self._err_write < 0:
+            err_fd, self._err_write = os.pipe2(os.O_CLOEXEC)
+            os.set_blocking(err_fd, False)
+            self.err_fd = err_fd
+            if self._loop is not None:
+                self._loop.watch(err_fd, READ, self._err_readable)
+        return self._write_fd, self._err_write
 
     def attach(self, loop: Loop) -> None:
-        """Start reading the pipe in `loop`, which also flushes the console from now on."""
+        """Start reading the pipes in `loop`, which also flushes the console from now on."""
         console.bind(loop)
+        self._loop = loop
         loop.watch(self.read_fd, READ, self._readable)
+        if self.err_fd >= 0:
+            loop.watch(self.err_fd, READ, self._err_readable)
 
     def _readable(self, _events: int) -> None:
-        self._read(READ_BUDGET)
+        self._read(OUT, READ_BUDGET)
 
-    def _read(self, budget: int | None) -> None:
+    def _err_readable(self, _events: int) -> None:
+        self._read(ERR, READ_BUDGET)
+
+    def _read(self, stream: str, budget: int | None) -> None:
         """Read up to `budget` bytes (None: all there is) and deliver the complete lines."""
+        fd = self.read_fd if stream == OUT else self.err_fd
         chunks = []
         while budget is None or budget > 0:
             want = 65536 if budget is None else budget
             try:
-                data = os.read(self.read_fd, want)
+                data = os.read(fd, want)
             except BlockingIOError:
                 break
             if not data:
@@ -145,49 +189,71 @@ class ServiceLog:
         if not chunks:
             return
         now = time.time()
-        complete, newline, self._partial = (self._partial + b"".join(chunks)).rpartition(b"\n")
+        partial = self._partial if stream == OUT else self._err_partial
+        complete, newline, partial = (partial + b"".join(chunks)).rpartition(b"\n")
         texts = complete.decode("utf-8", "replace").split("\n") if newline else []
-        while len(self._partial) > MAX_LINE:
-            texts.append(self._partial[:MAX_LINE].decode("utf-8", "replace"))
-            self._partial = self._partial[MAX_LINE:]
+        while len(partial) > MAX_LINE:
+            texts.append(partial[:MAX_LINE].decode("utf-8", "replace"))
+            partial = partial[MAX_LINE:]
+        if stream == OUT:
+            self._partial = partial
+        else:
+            self._err_partial = partial
         if texts:
-            self._deliver(texts, now)
+            self._deliver(texts, now, stream)
 
     def settle(self) -> None:
-        """The service's processes are all gone: read what they left, end their last line.
+        """The service's processes are all gone: read what they left, end their last lines.
 
         Otherwise an unfinished line of a crashed instance would be joined to the first
         line of the next one.
         """
         if self.read_fd >= 0:
-            self._read(None)
+            self._read(OUT, None)
+        if self.err_fd >= 0:
+            self._read(ERR, None)
         self.flush()
 
     def flush(self) -> None:
-        """Emit a final line without newline (when the service is removed)."""
-        if self._partial:
-            self.emit(self._partial.decode("utf-8", "replace"), time.time())
-            self._partial = b""
+        """Emit final lines without newline (when the service is removed)."""
+        for stream in (OUT, ERR):
+            partial = self._partial if stream == OUT else self._err_partial
+            if partial:
+                self._deliver([partial.decode("utf-8", "replace")], time.time(), stream)
+        self._partial = self._err_partial = b""
 
-    def emit(self, text: str, when: float) -> None:
+    def emit(self, text: str, when: float, stream: str = OUT) -> None:
         """Deliver one line to every destination."""
-        self._deliver([text], when)
+        self._deliver([text], when, stream)
 
-    def _deliver(self, texts: list[str], when: float) -> None:
+    def begin_run(self, ended: str) -> None:
+        """A run of the service begins; after another, mark it with how that one `ended`."""
+        if self.ran:
+            self.emit(f"-- {self.name} restarted: {ended} --", time.time(), ROOST)
+        self.ran = True
+
+    def _deliver(self, texts: list[str], when: float, stream: str) -> None:
         stamp = console.stamp(when)
         if self.tail is None:
             self.tail = collections.deque(maxlen=TAIL_LINES)
-        self.tail.extend((when, text) for text in texts)
-        if self.settings.directory:
-            self._write_file("".join(f"{stamp} {text}\n" for text in texts)
+        self.tail.extend((when, stream, text) for text in texts)
+        settings = self.settings
+        if settings.directory:
+            self._write_file("".join(f"{stamp} {stream} {text}\n" for text in texts)
                              .encode("utf-8", "replace"))
-        if self.settings.console:
-            console.write(self.settings.console_fd,
-                          "".join(f"{stamp} {self.name} | {text}\n" for text in texts)
-                          .encode("utf-8", "replace"))
-        for follower in list(self.followers):
-            for text in texts:
-                follower(self.name, when, text)
+        if stream != ROOST:
+            # roost's own lines are its console's already, said by the supervisor.
+            if settings.console:
+                mark = _CONSOLE_MARK[stream]
+                console.write(settings.console_fd,
+                              "".join(f"{stamp} {self.name} {mark} {text}\n" for text in texts)
+                              .encode("utf-8", "replace"))
+            if settings.syslog is not None:
+                settings.syslog.send(self.name, stream == ERR, texts, when)
+        if self._followers is not None:
+            for follower in list(self._followers):
+                for text in texts:
+                    follower(self.name, when, stream, text)
 
     # -- files ---------------------------------------------------------------
 
@@ -222,7 +288,7 @@ class ServiceLog:
         head = b"\n" if self._torn else b""
         if self._unwritten:
             head += console.stamp().encode() + \
-                f" roost: {self._unwritten} lines dropped ({self._why})\n".encode()
+                f" {ROOST} {self._unwritten} lines dropped ({self._why})\n".encode()
         payload = head + data
         written = 0
         try:
@@ -235,7 +301,10 @@ class ServiceLog:
             self._torn = False
             self._unwritten = 0
             return
-        self._torn = written > 0
+        if written:
+            # Cut inside a line: the next write must end it first. A write of nothing
+            # leaves the file as it was, torn or not.
+            self._torn = payload[written - 1:written] != b"\n"
         if written >= len(head):
             self._unwritten = 0
             data = data[written - len(head):]  # every line whose newline did not go out
@@ -313,7 +382,7 @@ class ServiceLog:
             os.close(self._file)
             self._file = -1
 
-    def read_tail(self, count: int) -> list[tuple[float, str]]:
+    def read_tail(self, count: int) -> list[tuple[float, str, str]]:
         """The last `count` lines: from memory, or from the files when memory has fewer."""
         lines = list(self.tail or ())[-count:] if count > 0 else []
         if len(lines) >= count or not self.settings.directory:
@@ -329,87 +398,19 @@ class ServiceLog:
         return from_files if len(from_files) > len(lines) else lines
 
     def close(self, loop: Loop) -> None:
-        """Stop reading and release the pipe and the file."""
+        """Stop reading and release the pipes and the file."""
         self.flush()
-        loop.unwatch(self.read_fd)
-        for fd in (self.read_fd, self._write_fd):
-            os.close(fd)
-        self.read_fd = self._write_fd = -1
+        for fd in (self.read_fd, self.err_fd):
+            if fd >= 0:
+                loop.unwatch(fd)
+        for fd in (self.read_fd, self._write_fd, self.err_fd, self._err_write):
+            if fd >= 0:
+                os.close(fd)
+        self.read_fd = self._write_fd = self.err_fd = self._err_write = -1
         self.close_file()
 
 
-def _open_directory(path: str, euid: int) -> int:
-    """Walk to `path` from /, one component at a time, checking each directory on the way.
-
-    An ancestor passes if root or roost owns it and others may not write in it (or only
-    with the sticky bit set, where nobody may rename what is not theirs); the log
-    directory itself must be roost's own, writable by neither group nor others unless
-    sticky. A symlink is followed only if root or roost
-    made it; a missing directory is created 0750.
-    """
-    where = "/"
-    fd = os.open("/", _DIR_FLAGS)
-    todo = [part for part in path.split("/") if part not in ("", ".")]
-    links = 0
-    try:
-        _check(fd, where, path, euid, last=not todo)
-        while todo:
-            part = todo.pop(0)
-            try:
-                following = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                os.mkdir(part, 0o750, dir_fd=fd)
-                following = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                    raise
-                target = _link(fd, part, os.path.join(where, part), path, euid)
-                links += 1
-                if links > _MAX_LINKS:
-                    raise LogDirRefused(
-                        f"log directory {path}: too many symbolic links") from None
-                todo[:0] = [p for p in target.split("/") if p not in ("", ".")]
-                if target.startswith("/"):
-                    os.close(fd)
-                    fd, where = os.open("/", _DIR_FLAGS), "/"
-                continue
-            os.close(fd)
-            fd, where = following, os.path.normpath(os.path.join(where, part))
-            _check(fd, where, path, euid, last=not todo)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _link(dir_fd: int, part: str, where: str, path: str, euid: int) -> str:
-    """The target of symlink `part`, if root or roost made it; refused otherwise."""
-    info = os.stat(part, dir_fd=dir_fd, follow_symlinks=False)
-    if not stat.S_ISLNK(info.st_mode):
-        raise LogDirRefused(f"log directory {path}: {where} is not a directory")
-    if info.st_uid not in (0, euid):
-        raise LogDirRefused(f"log directory {path}: {where} is a symbolic link owned by "
-                            f"uid {info.st_uid}, not by root or roost (uid {euid})")
-    return os.readlink(part, dir_fd=dir_fd)
-
-
-def _check(fd: int, where: str, path: str, euid: int, *, last: bool) -> None:
-    info = os.fstat(fd)
-    owners = (euid,) if last else (0, euid)
-    if info.st_uid not in owners:
-        whose = "roost" if last else "root or roost"
-        raise LogDirRefused(f"log directory {path}: {where} is owned by uid {info.st_uid}, "
-                            f"not by {whose} (uid {euid})")
-    # A group may write in an ancestor (Debian's /var/log is root:syslog 0775): the
-    # administrator granted that. Nobody but roost may write in the log directory itself.
-    writers = 0o022 if last else 0o002
-    if info.st_mode & writers and not info.st_mode & stat.S_ISVTX:
-        others = "group or others" if last else "others"
-        raise LogDirRefused(f"log directory {path}: {where} is writable by {others} "
-                            f"(mode {stat.S_IMODE(info.st_mode):04o}) without the sticky bit")
-
-
-def _file_tail(dir_fd: int, name: str, count: int, keep: int) -> list[tuple[float, str]]:
+def _file_tail(dir_fd: int, name: str, count: int, keep: int) -> list[tuple[float, str, str]]:
     """Read the last `count` lines across a log file and its rotated predecessors."""
     collected: list[str] = []
     for candidate in [name, *(f"{name}.{i}" for i in range(1, keep + 1))]:
@@ -434,10 +435,13 @@ def _file_tail(dir_fd: int, name: str, count: int, keep: int) -> list[tuple[floa
             break
     result = []
     for line in collected[-count:]:
-        stamp, _, text = line.partition(" ")
+        stamp, _, rest = line.partition(" ")
+        stream, _, text = rest.partition(" ")
+        if stream not in STREAMS:
+            stream, text = OUT, rest  # written before lines named their stream
         try:
             when = time.mktime(time.strptime(stamp.split(".")[0], "%Y-%m-%dT%H:%M:%S"))
         except ValueError:
-            when, text = 0.0, line
-        result.append((when, text))
+            when, stream, text = 0.0, OUT, line
+        result.append((when, stream, text))
     return result

@@ -182,6 +182,18 @@ class Runtime:
                if self.config.sockets else {}),
         }
 
+    def begin_run(self) -> None:
+        """A new run is being started: the last one's errors and notes go with its exit.
+
+        Its log is marked where the run follows another, with how that one ended.
+        """
+        self.exec_error = None
+        self.notes.spawned()
+        m = self.machine
+        said = self.notes.last
+        ended = m.last_exit or m.reason or "stopped"
+        self.log.begin_run(f"{ended} ({said})" if said else ended)
+
     def flush_fd_store(self, name: str | None = None) -> int:
         """Close the stored descriptors (those called `name`, or all); return how many."""
         keep = [(n, fd) for n, fd in self.fd_store if name is not None and n != name]

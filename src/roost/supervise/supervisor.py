@@ -308,8 +308,7 @@ class Supervisor:
             if (moved := unmet(rt.machine, now)) is not None:
                 self._event(rt, moved)
                 return
-        rt.exec_error = None
-        rt.notes.spawned()
+        rt.begin_run()
         ready_fd = None
         try:
             if cfg.ready_fd is not None:
@@ -318,7 +317,7 @@ class Supervisor:
                                               any_byte=cfg.ready.startswith("pipevar:"))
                 ready_fd = rt.notify_fd.write_fd
             cmd = command.build(
-                cfg, self._base_env, log_fd=rt.log.write_fd, ready_fd=ready_fd,
+                cfg, self._base_env, log_fds=rt.log.fds(cfg.stderr == "stdout"), ready_fd=ready_fd,
                 notify_socket=rt.notify_sock.address if rt.notify_sock is not None else None,
                 pdeathsig=self.pdeathsig, nofile=self.nofile)
             cmd.cgroup = self.tracker.placement(cfg)

@@ -181,6 +181,9 @@ def _client_command(ns: argparse.Namespace, client: Any) -> int:
         return CHECK_OK
     if command == "analyze":
         return _analyze(ns, client.call("status"))
+    if command == "reload" and ns.services:
+        _print(cli_show.table(client.call("reload", services=ns.services), colour))
+        return CHECK_OK
     if command == "reload":
         from roost.control.protocol import describe_reload  # noqa: PLC0415 - lazy (start-up): `reload` only
 

@@ -92,10 +92,12 @@ HELP = {
                    "Print the completion script for bash, zsh or fish: commands, options, and\n"
                    "the names of the running roost's services.",
                    'eval "$(roost completion bash)"'),
-    "reload": ("apply a changed configuration directory",
-               "Read the configuration directory again; if all of it is valid, add, remove and\n"
-               "restart only the services that changed. If not, nothing changes.",
-               "roost reload"),
+    "reload": ("apply a changed configuration directory, or reload services",
+               "With no SERVICE: read the configuration directory again; if all of it is valid,\n"
+               "add, remove and restart only the services that changed. If not, nothing\n"
+               "changes. With SERVICEs: run each one's exec_reload (or send its reload_signal)\n"
+               "while it stays up; waits for the commands, exits 1 if one failed.",
+               "roost reload\n  roost reload web"),
     "shutdown": ("stop every service in order, then exit",
                  "Stop every service in reverse dependency order, then make roost exit.",
                  "roost shutdown"),
@@ -233,7 +235,9 @@ def parser() -> argparse.ArgumentParser:
     p = command("completion")
     p.add_argument("shell", choices=("bash", "zsh", "fish"))
 
-    control(command("reload"))
+    p = command("reload")
+    p.add_argument("services", nargs="*", metavar="SERVICE")
+    control(p)
     control(command("shutdown"))
     # System mode: handled by roost.system (see main); listed here for --help.
     for verb, text in SYSTEM_COMMANDS.items():

@@ -61,6 +61,15 @@ def _paint(text: str, state: str, colour: bool) -> str:
     return f"\033[{COLOURS.get(state, '0')}m{text}\033[0m" if colour else text
 
 
+def _reason(record: Record) -> str:
+    """Why the service is where it is; first, the command around its main one that runs."""
+    reason = printable(record.get("reason"))
+    step = record.get("step")
+    if step:
+        return f"running {step}" + (f"; {reason}" if reason else "")
+    return reason or "-"
+
+
 def table(records: list[Record], colour: bool = False) -> list[str]:
     """The status table: one row per record, columns aligned, the last left ragged.
 
@@ -71,7 +80,7 @@ def table(records: list[Record], colour: bool = False) -> list[str]:
     for r in records:
         fields = (printable(r["name"]), r["state"], str(r.get("pid") or "-"),
                   duration(r.get("uptime")), str(r.get("restarts", 0)),
-                  printable(r.get("status")) or "-", printable(r.get("reason")) or "-")
+                  printable(r.get("status")) or "-", _reason(r))
         rows.append((*fields[:2], r.get("health") or "-", *fields[2:]) if health else fields)
     last = len(rows[0]) - 1
     widths = [max(len(row[i]) for row in rows) for i in range(last)]
@@ -137,6 +146,7 @@ def detail(record: Record, tree: Record | None, log: list[Record] | None,
                                                   if record.get("uptime") else ""))
     field("status", record.get("status"))
     field("reason", record.get("reason"))
+    field("running", record.get("step"))
     field("last exit", record.get("last_exit"))
     field("restarts", record.get("restarts"))
     if record.get("health"):

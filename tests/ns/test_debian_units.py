@@ -171,3 +171,117 @@ def test_memcached_from_its_unit(chroot_roost: object) -> None:
     restarted(roost, "memcached", pid)
     assert "VALUE" in python_in(roost, MEMCACHED_CLIENT)
     stopped_clean(roost, "memcached")
+
+
+# openssh-server's postinst, as its own commands; /run/sshd is not made here: the unit's
+# RuntimeDirectory= must be there before its ExecStartPre=/usr/sbin/sshd -t, which needs it.
+SSHD_SETUP = """
+adduser --quiet --system --no-create-home --home /run/sshd --shell /usr/sbin/nologin sshd
+cp /usr/share/openssh/sshd_config /etc/ssh/sshd_config
+echo "ListenAddress 127.0.0.1" >> /etc/ssh/sshd_config
+ssh-keygen -A
+install -d -m 700 /root/.ssh
+cp {key}.pub /root/.ssh/authorized_keys
+"""
+
+
+def login(root: DebianRoot, roost: Roost, key: Path) -> str:
+    """`ssh root@127.0.0.1` with the test's key, as a user would; what the remote said."""
+    assert roost.ns is not None
+    done = root.client(roost.ns.init_pid, "ssh", "-i", str(key), "-o", "BatchMode=yes", "-o",
+                       "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                       "root@127.0.0.1", "echo logged in as $(id -un)")
+    return done.stdout.strip() or done.stderr
+
+
+def test_sshd_from_its_unit(chroot_roost: object, tmp_path: Path) -> None:
+    keygen = debs.program("ssh-keygen")
+    assert keygen is not None, "ssh-keygen is missing: run `python -m tests.debs`"
+    key = tmp_path / "id_ed25519"
+    subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True,
+                   timeout=30, env={"PATH": "/usr/bin:/bin", **debs.environment(keygen)})
+    roost, root = chroot_roost(  # type: ignore[operator]
+        {"ssh.service": unit("openssh-server", "ssh.service")},
+        ["openssh-server"], SSHD_SETUP.format(key=key))
+    # ExecStartPre=/usr/sbin/sshd -t passed (in /run/sshd, made first), then Type=notify.
+    record = roost.wait_state("ssh", "up", timeout=60)
+    pid = int(record["pid"])
+    assert login(root, roost, key) == "logged in as root"
+    host = roost.host_pid(pid)
+    run = Path(f"/proc/{host}/root/run/sshd")
+    assert run.is_dir() and oct(run.stat().st_mode & 0o7777) == "0o755"
+    # ExecReload=: `sshd -t` first, so a broken configuration is refused and sshd lives on.
+    config = Path(f"/proc/{host}/root/etc/ssh/sshd_config")
+    good = config.read_text()
+    config.write_text(good + "NoSuchOption yes\n")
+    from roost.control.client import RemoteError
+
+    with pytest.raises(RemoteError, match=r"reload failed: exec_reload 1: exited 255"):
+        roost.call("reload", services=["ssh"])
+    assert "NoSuchOption" in roost.output(), "sshd -t's complaint is in the service's log"
+    assert roost.status("ssh")["pid"] == pid and login(root, roost, key) == "logged in as root"
+    # Fixed, the reload goes through: `kill -HUP $MAINPID`, with roost's $MAINPID; sshd
+    # re-executes itself in the same process and says READY=1 again.
+    config.write_text(good + "Banner none\n")
+    (after,) = roost.call("reload", services=["ssh"])
+    assert (after["state"], after["pid"], after["reason"]) == ("up", pid, "")
+    wait_for(lambda: login(root, roost, key) == "logged in as root", timeout=20,
+             what="a login after the reload")
+    # Restart=on-failure: killed, it comes back, through its ExecStartPre= again.
+    roost.call("signal", services=["ssh"], signal="KILL")
+    pid = int(restarted(roost, "ssh", pid)["pid"])
+    assert login(root, roost, key) == "logged in as root"
+    stopped_clean(roost, "ssh")
+    assert not run.exists(), "RuntimeDirectory= is removed when the service stops"
+
+
+# nginx-common's postinst, as its own commands (www-data is the host's own account).
+NGINX_SETUP = """
+install -d -m 0755 -o www-data -g adm /var/log/nginx
+install -d -m 0755 /var/lib/nginx /etc/nginx/sites-enabled
+ln -sf /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default
+install -d -m 0755 /var/www/html
+echo '<h1>from nginx</h1>' > /var/www/html/index.html
+"""
+NGINX_GET = """
+import urllib.request, sys
+print(urllib.request.urlopen("http://127.0.0.1:" + sys.argv[1] + "/", timeout=10).read().decode())
+"""
+
+
+def nginx_get(roost: Roost, port: int) -> str:
+    assert roost.ns is not None
+    ran = subprocess.run(["nsenter", "-t", str(roost.ns.init_pid), "-n", "--", PYTHON, "-c",
+                          NGINX_GET, str(port)], capture_output=True, text=True, timeout=30,
+                         check=False)
+    return ran.stdout.strip() or ran.stderr.strip()
+
+
+def test_nginx_from_its_unit(chroot_roost: object) -> None:
+    # Restart= is not in nginx's unit (systemd's default: no); an administrator's drop-in
+    # asks for it, so that a killed nginx comes back.
+    roost, _ = chroot_roost({  # type: ignore[operator]
+        "nginx.service": unit("nginx-common", "nginx.service"),
+        "nginx.service.d/restart.conf": "[Service]\nRestart=on-failure\n",
+    }, ["nginx", "nginx-common"], NGINX_SETUP)
+    # ExecStartPre=nginx -t, then Type=forking: up once the master is found by its PIDFile=.
+    record = roost.wait_state("nginx", "up", timeout=60)
+    master = int(record["pid"])
+    assert nginx_get(roost, 80) == "<h1>from nginx</h1>"
+    workers = {p["pid"] for p in roost.call("tree", services=["nginx"])["services"][0][
+        "processes"] if not p["main"]}
+    assert workers
+    # ExecReload=nginx -s reload: a new server, by the same master with new workers.
+    conf = Path(f"/proc/{roost.host_pid(master)}/root/etc/nginx/conf.d/roost.conf")
+    conf.write_text("server { listen 127.0.0.1:8081; return 200 'reloaded'; }\n")
+    (after,) = roost.call("reload", services=["nginx"])
+    assert (after["state"], after["pid"]) == ("up", master)
+    assert wait_for(lambda: nginx_get(roost, 8081) == "reloaded", timeout=20,
+                    what="the reloaded server")
+    # Killed, the master is restarted (ExecStartPre=, the fork, its pid file) ...
+    roost.call("signal", services=["nginx"], signal="KILL")
+    master = int(restarted(roost, "nginx", master)["pid"])
+    assert nginx_get(roost, 80) == "<h1>from nginx</h1>"
+    # ... and a stop is its ExecStop=, start-stop-daemon --retry QUIT/5: a graceful quit.
+    stopped_clean(roost, "nginx")
+    assert "exec_stop" not in roost.status("nginx")["reason"], roost.status("nginx")

@@ -347,6 +347,17 @@ BAD_VALUES = [
     ("cpu_weight", '"high"', "expected an integer from 1 to 10000, got 'high'"),
     ("health", '"tcp:127.0.0.1:80"',
      "expected a table like { tcp = \"127.0.0.1:80\" }, got 'tcp:127.0.0.1:80'"),
+    ("exec_start_pre", '"/bin/true"',
+     "expected a command like [\"prog\", \"arg\"], or a list of them, got '/bin/true'"),
+    ("exec_start_post", "[[]]", "expected a command like [\"prog\", \"arg\"], or a list of "
+     "them, got [[]]"),
+    ("exec_condition", '[["-"]]', "['-']: no program"),
+    ("exec_reload", '["@/bin/kill"]', "['@/bin/kill']: with \"@\", the second word is argv[0]"),
+    ("exec_stop", "[[1]]", "expected a command like [\"prog\", \"arg\"], or a list of them, "
+     "got [[1]]"),
+    ("exec_stop_post", '[["/nonexistent/cleanup"]]',
+     "exec_stop_post command not found: /nonexistent/cleanup"),
+    ("reload_signal", '"NOPE"', "no such signal: NOPE"),
     # NUL can reach no syscall: refused wherever it hides, before any lookup trips on it.
     ("user", '"\\u0000"', "contains a NUL character"),
     ("group", '"a\\u0000b"', "contains a NUL character"),
@@ -365,6 +376,27 @@ def test_bad_value(tmp_path: Path, key: str, value: str, message: str) -> None:
 def test_every_key_has_a_bad_value_tested() -> None:
     tested = {key for key, _, _ in BAD_VALUES}
     assert set(config_check.SERVICE_KEYS) - tested == {"command"}  # tested below
+
+
+def test_commands_around_the_main_one(tmp_path: Path) -> None:
+    _, errs = one_service(tmp_path, 'command = ["true"]\n'
+                             'exec_start_pre = [["-/nonexistent/check", "a"], ["true"]]\n'
+                             'exec_reload = ["+@/bin/sh", "reloader", "-c", "kill -HUP $MAINPID"]\n'
+                             'exec_stop = ["/bin/$TOOL", "stop"]\n')
+    assert errs == []
+    cfg = read(str(tmp_path))[0].services["svc"]
+    # "-": it may be missing; a program named by a variable is known only at its start.
+    assert cfg.exec_start_pre == [["-", ["/nonexistent/check", "a"]], ["", ["true"]]]
+    assert cfg.exec_reload == [["+@", ["/bin/sh", "reloader", "-c", "kill -HUP $MAINPID"]]]
+    assert cfg.exec_stop == [["", ["/bin/$TOOL", "stop"]]]
+    assert cfg.exec_condition == cfg.exec_start_post == cfg.exec_stop_post == []
+
+
+def test_exec_reload_or_reload_signal(tmp_path: Path) -> None:
+    path, errs = one_service(tmp_path, 'command = ["true"]\nexec_reload = ["true"]\n'
+                             'reload_signal = "HUP"\n')
+    assert errs == [f"{path}:3: reload_signal: exec_reload says how to reload already: set one "
+                    "of the two"]
 
 
 def test_missing_command(tmp_path: Path) -> None:

@@ -77,7 +77,9 @@ def test_a_dropin_replaces_execstart_and_the_unit_runs_it(tmp_path: Path) -> Non
 
 def test_a_unit_roost_refuses_names_file_line_and_directive(tmp_path: Path) -> None:
     write(tmp_path, {"ok.toml": 'command = ["/bin/true"]\n',
-                     "pre.service": "[Service]\nExecStartPre=/bin/true\nExecStart=/bin/true\n",
+                     "two.service": "[Service]\nExecStart=/bin/true\nExecStart=/bin/true\n",
+                     "pre.service": "[Service]\nExecStartPre=/no/such/check\n"
+                                    "ExecStart=/bin/true\n",
                      "sect.service": "[Service]\nExecStart=/bin/true\n[Socket]\nListenStream=80\n",
                      "syntax.service": "[Service]\nExecStart=/bin/true\nthis is not one\n",
                      "drop.service": "[Service]\nExecStart=/bin/true\n",
@@ -87,10 +89,10 @@ def test_a_unit_roost_refuses_names_file_line_and_directive(tmp_path: Path) -> N
     shown = sorted(str(e).replace(str(tmp_path) + "/", "") for e in errors)
     assert shown == [
         "drop.service.d/x.conf:2: Type: Type=dbus: roost cannot supervise it",
-        "pre.service:2: ExecStartPre: ExecStartPre= (/bin/true): roost runs no command before "
-        "or after a service's main one",
+        "pre.service:2: ExecStartPre: exec_start_pre command not found: /no/such/check",
         "sect.service:4: [Socket]: not a section of a service unit",
         "syntax.service:3: not an assignment in a section: 'this is not one'",
+        "two.service:3: ExecStart: several ExecStart= lines: only a oneshot may have them",
         "user.service:3: User: no such user: no-such-user-here",
     ], shown
     assert list(config.services) == ["ok"]

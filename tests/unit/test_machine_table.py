@@ -31,7 +31,7 @@ from roost.core.machine import (
     UP,
     Machine,
 )
-from roost.core.model import ServiceConfig
+from roost.core.model import COMMAND_KEYS, ServiceConfig
 from roost.core.table import TABLE, Transition, table
 from tests.unit.test_service import config
 
@@ -50,11 +50,13 @@ EXIT3 = ExitStatus(code=3)
 TERMED = ExitStatus(signal=15)
 KILLED = ExitStatus(signal=9)
 
-TIMERS = ("timer:start", "timer:stop", "timer:backoff", "timer:watchdog", "timer:unhealthy")
+TIMERS = ("timer:start", "timer:stop", "timer:backoff", "timer:watchdog", "timer:unhealthy",
+          "timer:command")
 # Every event a machine takes: its public methods, a timer by the timer's name.
 METHODS = ("want_up", "want_down", "start", "stop", "restart", "hold", "wait_for",
            "reconfigure", "spawned", "spawn_failed", "skipped", "exec_done", "ready",
-           "main_found", "main_changed", "main_missing", "exited", "gone", "keepalive", "extend")
+           "main_found", "main_changed", "main_missing", "exited", "gone", "keepalive", "extend",
+           "checked", "command_exited", "reload")
 EVENTS = METHODS + TIMERS
 
 RNG = 0.5  # the jitter factor is exactly 1
@@ -123,6 +125,14 @@ def fire(m: Machine, clock: Clock, step: Step, dt: float = 0.1) -> list[Action]:
         return m.exited(status, now, leftovers=len(args) > 1 and bool(args[1]))
     if event == "gone":
         return m.gone(now)
+    if event == "checked":
+        return m.checked(now)
+    if event == "reload":
+        return m.reload(now)
+    if event == "command_exited":
+        status = args[0] if args else EXIT0
+        assert isinstance(status, ExitStatus)
+        return m.command_exited(status, now)
     if event == "keepalive":
         timeout = args[0] if args else None
         assert timeout is None or isinstance(timeout, float)
@@ -139,7 +149,8 @@ def test_events_are_every_public_method() -> None:
               if not name.startswith("_") and callable(getattr(Machine, name))}
     assert public == {*METHODS, "timer"}
     assert {f"timer:{name}" for name in (machine.T_START, machine.T_STOP, machine.T_BACKOFF,
-                                         machine.T_WATCHDOG, machine.T_UNHEALTHY)} == set(TIMERS)
+                                         machine.T_WATCHDOG, machine.T_UNHEALTHY,
+                                         machine.T_COMMAND)} == set(TIMERS)
 
 
 def test_rows_name_events_and_states() -> None:
@@ -161,6 +172,16 @@ NOTIFY = {"type": "notify", "start_timeout": 5.0}
 ONESHOT = {"type": "oneshot", "restart": "never", "start_timeout": 5.0}
 FORKING = {"type": "forking", "restart": "never", "start_timeout": 5.0}
 DOG = {"type": "notify", "start_timeout": 5.0, "watchdog_sec": 2.0}
+
+# The commands around the main one, one each (core/commands.py).
+ONE = [["", ["/bin/true"]]]
+COND = {"exec_condition": ONE}
+PRE = {"exec_start_pre": ONE}
+POST = {"exec_start_post": ONE}
+RELOAD = {"exec_reload": ONE}
+STOPCMD = {"exec_stop": ONE}
+STOPPOST = {"exec_stop_post": ONE}
+CONDITIONS = {"conditions": [["condition_path_exists", "/x"]]}
 
 TO_STARTING: tuple[Step, ...] = (("start",), ("spawned",))
 TO_UP = (*TO_STARTING, ("exec_done",))             # simple: exec is ready
@@ -279,6 +300,41 @@ WITNESSES = [
     W("restart", STOPPING, STOPPING, {}, TO_STOPPING),
     W("want_up", FAILED, DOWN, NEVER, TO_FAILED),
     W("want_up", DONE, DOWN, ONESHOT, TO_DONE, ("want_up", True)),
+    # The commands around the main one.
+    W("checked", STARTING, STARTING, CONDITIONS, (("start",),)),
+    W("exec_done", STARTING, STARTING, POST, TO_STARTING),
+    W("ready", STARTING, STARTING, {**FD, **POST}, TO_STARTING),
+    W("main_found", STARTING, STARTING, {**FORKING, **POST},
+      (*TO_STARTING, ("exited", EXIT0, True))),
+    W("exited", STARTING, STARTING, {**ONESHOT, **POST}, TO_STARTING, ("exited", EXIT0)),
+    W("command_exited", STARTING, STARTING, PRE, (("start",),)),
+    W("command_exited", STARTING, UP, POST, (*TO_STARTING, ("exec_done",))),
+    W("command_exited", STARTING, DONE, COND, (("start",),), ("command_exited", EXIT3)),
+    W("command_exited", STARTING, DOWN, COND, (("start",), ("want_down",)),
+      ("command_exited", EXIT3)),
+    W("command_exited", STARTING, STOPPING, {**FD, **POST}, (*TO_STARTING, ("ready",)),
+      ("command_exited", EXIT3)),
+    W("command_exited", STARTING, BACKOFF, PRE, (("start",),), ("command_exited", EXIT3)),
+    W("command_exited", STARTING, FAILED, {**PRE, **NEVER}, (("start",),),
+      ("command_exited", EXIT3)),
+    W("command_exited", UP, UP, RELOAD, (*TO_UP, ("reload",))),
+    W("command_exited", STOPPING, STOPPING, STOPCMD, TO_STOPPING),
+    W("command_exited", STOPPING, DOWN, STOPPOST, (*TO_STOPPING, ("exited", TERMED))),
+    W("command_exited", STOPPING, STARTING, STOPPOST, (*TO_RESTARTING, ("exited", TERMED))),
+    W("command_exited", STOPPING, BACKOFF, STOPPOST, (*TO_UP, ("exited", EXIT3), ("gone",))),
+    W("command_exited", STOPPING, FAILED, {**STOPPOST, **NEVER},
+      (*TO_UP, ("exited", EXIT3), ("gone",))),
+    W("command_exited", STOPPING, DONE, {**ONESHOT, **STOPPOST},
+      (*TO_STARTING, ("exited", EXIT0), ("gone",))),
+    W("reload", UP, UP, RELOAD, TO_UP),
+    W("timer:command", STARTING, STARTING, PRE, (("start",),)),
+    W("timer:command", UP, UP, RELOAD, (*TO_UP, ("reload",))),
+    W("timer:command", STOPPING, STOPPING, STOPCMD, TO_STOPPING),
+    W("spawn_failed", STARTING, STOPPING, STOPPOST, TO_STARTING),
+    W("spawn_failed", UP, STOPPING, {**FD, **STOPPOST}, TO_UP_FD),
+    W("spawn_failed", STOPPING, STOPPING, STOPPOST, TO_STOPPING),
+    W("exited", STOPPING, STOPPING, STOPPOST, TO_STOPPING, ("exited", TERMED)),
+    W("gone", STOPPING, STOPPING, STOPPOST, (*TO_STOPPING, ("exited", TERMED, True))),
 ]
 
 
@@ -331,6 +387,10 @@ def configs(draw: st.DrawFn) -> ServiceConfig:
         cfg.ready = "fd:3"
     if kind == "notify":
         cfg.watchdog_sec = draw(st.sampled_from([0.0, 0.5, 5.0]))
+    for key in COMMAND_KEYS:
+        setattr(cfg, key, draw(st.sampled_from([[], [], ONE, [["-", ["/x"]], ["", ["/y"]]]])))
+    if draw(st.booleans()):
+        cfg.conditions = CONDITIONS["conditions"]
     return cfg
 
 
@@ -338,6 +398,8 @@ def steps(event: str) -> st.SearchStrategy[Step]:
     """The event with arguments drawn as the supervisor or the order might send them."""
     if event == "exited":
         return st.tuples(st.just(event), STATUSES, st.booleans())
+    if event == "command_exited":
+        return st.tuples(st.just(event), STATUSES)
     if event == "want_up":
         return st.tuples(st.just(event), st.booleans())
     if event == "stop":
@@ -381,10 +443,11 @@ def check(step: Step, source: str, m: Machine, actions: list[Action]) -> None:
 # Each event in a few forms, tried on a twin of the machine wherever the walk goes.
 PROBES: tuple[Step, ...] = (
     *((event,) for event in EVENTS if event not in ("exited", "spawned", "main_found",
-                                                     "main_changed")),
+                                                     "main_changed", "command_exited")),
     ("want_up", True), ("stop", "stopped"),
     ("spawned", 7), ("main_found", 7), ("main_changed", 7),
     ("exited", EXIT0), ("exited", EXIT3), ("exited", TERMED, True),
+    ("command_exited", EXIT0), ("command_exited", EXIT3), ("command_exited", TERMED),
     ("keepalive", 0.0), ("keepalive", 3.0), ("extend", 0.5), ("extend", 100.0),
 )
 

@@ -21,6 +21,7 @@ from hypothesis.stateful import (
 )
 
 from roost.core import machine as service
+from roost.core.actions import Arm, Disarm, FindMain, Kill, Spawn
 from roost.core.exits import ExitStatus
 from roost.core.machine import (
     BACKOFF,
@@ -35,12 +36,7 @@ from roost.core.machine import (
     T_START,
     T_STOP,
     UP,
-    Arm,
-    Disarm,
-    FindMain,
-    Kill,
     Machine,
-    Spawn,
 )
 from roost.core.model import ServiceConfig
 

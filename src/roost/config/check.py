@@ -12,6 +12,7 @@ from roost.core import sigs
 from roost.core.conditions import KEYS as CONDITION_KEYS
 from roost.core.exits import SIGNAL_BASE
 from roost.core.model import (
+    COMMAND_KEYS,
     DIRECTORY_KINDS,
     NOTIFY_ACCESS,
     RESTART_POLICIES,
@@ -242,6 +243,33 @@ def _argv(value: Any) -> list[str]:
                      f"got {shown(value)}")
 
 
+# systemd's prefixes of a command around the main one that roost honours: "-" a failure
+# is ignored, "+" and "!" it runs with roost's privileges (not `user`'s), ":" no $VAR
+# expansion, "@" the second word is the argv[0] the program is given.
+COMMAND_FLAGS = "-+!:@"
+
+
+def _commands(value: Any) -> list[list[Any]]:
+    """exec_start_pre and the rest: a command (a list of words), or a list of commands."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        value = [value]
+    if not isinstance(value, list) or not all(
+            isinstance(c, list) and c and all(isinstance(w, str) for w in c) for c in value):
+        raise ValueError("expected a command like [\"prog\", \"arg\"], or a list of them, "
+                         f"got {shown(value)}")
+    result = []
+    for words in value:
+        program = words[0].lstrip(COMMAND_FLAGS)
+        flags = words[0][:len(words[0]) - len(program)]
+        argv = [program, *words[1:]]
+        if "@" in flags and len(argv) < 2:
+            raise ValueError(f"{shown(words)}: with \"@\", the second word is argv[0]")
+        if not program:
+            raise ValueError(f"{shown(words)}: no program")
+        result.append([flags, argv])
+    return result
+
+
 def _syslog(value: Any) -> str:
     """`log_syslog`: true (/dev/log), false, or the absolute path of a syslog socket."""
     if value is True:
@@ -307,6 +335,8 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "success_exit_status": _exit_statuses,
     "restart_prevent_exit_status": _exit_statuses,
     "stop_signal": _signal,
+    "reload_signal": _signal,
+    **dict.fromkeys(COMMAND_KEYS, _commands),
     "stop_timeout": _seconds,
     "start_timeout": _seconds,
     "ready": lambda v: v,  # checked by load with config/probes.py, which builds on this module

@@ -26,7 +26,7 @@ from roost.config.check import (
 from roost.config.errors import SETTINGS_FILE, ConfigError, ConfigInvalid
 from roost.core.conditions import KEYS as CONDITION_KEYS
 from roost.core.graph import find_cycle
-from roost.core.model import Config, ServiceConfig, Settings
+from roost.core.model import COMMAND_KEYS, Config, ServiceConfig, Settings
 from roost.kernel.spawn import find_executable
 
 TYPE_CHECKING = False
@@ -233,6 +233,13 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
 
     if argv:
         _runnable(service, argv[0], "command", error)
+    for key in COMMAND_KEYS:
+        for flags, words in getattr(service, key):
+            # A program named by a variable is known at its start only; "-": may be missing.
+            if "-" not in flags and "$" not in words[0]:
+                _runnable(service, words[0], key, error)
+    if service.exec_reload and service.reload_signal is not None:
+        error("reload_signal", "exec_reload says how to reload already: set one of the two")
     if service.health is not None:
         if service.type == "oneshot":
             error("health", "a oneshot is never up to be probed")

@@ -212,10 +212,12 @@ def tree(d: Dispatcher, req: Request) -> object:
 
 
 def reload(d: Dispatcher, req: Request) -> object:
-    """Re-read the configuration; apply it only if all of it is valid."""
+    """Re-read the configuration and apply it only if all of it is valid; or reload services."""
     host = d.serving(req)
     if host.stopping:
         raise ProtocolError(protocol.FAILED, "roost is shutting down")
+    if req.args.get("services"):
+        return _reload_services(host, req)
     who = req.conn.peer.describe()
     try:
         summary = host.reload()
@@ -226,6 +228,32 @@ def reload(d: Dispatcher, req: Request) -> object:
                             + "\n".join(str(e) for e in exc.errors)) from None
     console.say(f"reloaded by {who}: {protocol.describe_reload(summary)}")
     return summary
+
+
+def _reload_services(host: Host, req: Request) -> object:
+    """Each service's exec_reload (or reload_signal); reply once every command ended."""
+    names = req.names(host)
+    supervisor = host.supervisor
+    _audit(req, f"reload {' '.join(names)}")
+    refused = [why for name in names if (why := supervisor.reload_service(name)) is not None]
+    if refused:
+        raise ProtocolError(protocol.FAILED, "; ".join(refused))
+
+    def reloaded() -> bool:
+        return all(n not in supervisor.services or supervisor.services[n].command is None
+                   for n in names)
+
+    def reply() -> None:
+        records = supervisor.status([n for n in names if n in supervisor.services])
+        failed = [f"{r['name']}: {r['reason']}" for r in records
+                  if str(r["reason"]).startswith("reload failed") or r["state"] != "up"]
+        if failed:
+            req.fail(protocol.FAILED, "; ".join(failed))
+        else:
+            req.reply(records)
+
+    supervisor.when(reloaded, reply)
+    return LATER
 
 
 def shutdown(d: Dispatcher, req: Request) -> object:
@@ -260,7 +288,7 @@ COMMANDS: dict[str, tuple[Handler, tuple[str, ...]]] = {
     "log": (streams.log, ("services", "lines", "follow", "since", "until")),
     "events": (streams.events, ("services",)),
     "tree": (tree, ("services",)),
-    "reload": (reload, ()),
+    "reload": (reload, ("services",)),
     "shutdown": (shutdown, ()),
     **{kind: (_power(kind), ("force",)) for kind in POWER},
 }

@@ -23,6 +23,31 @@ class Spawn(Step):
     __slots__ = ()
 
 
+class Check(Step):
+    """Look at the start's conditions; answer with checked(), skipped() or spawn_failed()."""
+
+    __slots__ = ()
+
+
+class RunCommand(Step):
+    """Run command `index` of the list `key` (exec_start_pre...); answer with command_exited()."""
+
+    __slots__ = ("index", "key")
+
+    def __init__(self, key: str, index: int):
+        self.key = key
+        self.index = index
+
+
+class KillCommand(Step):
+    """Send `signal` to the process group of the command RunCommand started, if it runs."""
+
+    __slots__ = ("signal",)
+
+    def __init__(self, signal: int):
+        self.signal = signal
+
+
 class Kill(Step):
     """Send `signal` to every process of the service."""
 
@@ -60,4 +85,4 @@ class FindMain(Step):
     __slots__ = ()
 
 
-Action = Spawn | Kill | Arm | Disarm | FindMain
+Action = Spawn | Kill | Arm | Disarm | FindMain | Check | RunCommand | KillCommand

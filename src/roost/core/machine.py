@@ -18,7 +18,9 @@ it is *wanted*.
               "failure" or "exit" (the main process ended on its own and left
               processes behind: once they are gone, the restart policy decides
               as for a failure or a clean exit; a start that timed out is a failure),
-              "watchdog" (a failure that `restart = "on-watchdog"` restarts).
+              "watchdog" (a failure that `restart = "on-watchdog"` restarts), "failed"
+              (a command that could not start at all: failed, never retried).
+  step        which command around the main one runs (core/commands.py), if any.
 
 The order between services (order.py) decides *when* a wanted machine may start
 and an unwanted one may stop; until then it tells the machine what it waits for
@@ -39,7 +41,8 @@ machine to that table, and docs/supervisor.md's transition table to its renderin
 from __future__ import annotations
 
 from roost.core import outcome
-from roost.core.actions import Arm, Disarm, FindMain, Kill, Spawn
+from roost.core.actions import Arm, Disarm, FindMain, Kill, KillCommand
+from roost.core.commands import Commands
 from roost.core.states import (  # a machine's users name its states from here: __all__
     BACKOFF,
     DONE,
@@ -54,6 +57,7 @@ from roost.core.states import (  # a machine's users name its states from here: 
     STATES,
     STOPPING,
     T_BACKOFF,
+    T_COMMAND,
     T_START,
     T_STOP,
     T_UNHEALTHY,
@@ -62,8 +66,8 @@ from roost.core.states import (  # a machine's users name its states from here: 
 )
 
 __all__ = ["BACKOFF", "DONE", "DOWN", "FAILED", "JITTER", "READY", "RUNNING", "SIGABRT",
-           "SIGKILL", "STARTING", "STATES", "STOPPING", "T_BACKOFF", "T_START", "T_STOP",
-           "T_UNHEALTHY", "T_WATCHDOG", "UP", "Machine"]
+           "SIGKILL", "STARTING", "STATES", "STOPPING", "T_BACKOFF", "T_COMMAND", "T_START",
+           "T_STOP", "T_UNHEALTHY", "T_WATCHDOG", "UP", "Machine"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -73,22 +77,16 @@ if TYPE_CHECKING:
     from roost.core.exits import ExitStatus
     from roost.core.model import ServiceConfig
 
-class Machine:
+class Machine(Commands):
     """The state of one service and the rules that move it."""
 
     __slots__ = (
-        "_after_stop",
-        "_cause",
-        "_deadline",
         "_next_delay",
-        "_prevented",
         "_rng",
         "_stop_reason",
         "_watchdog",
         "config",
-        "last_exit",
         "pid",
-        "reason",
         "restarts",
         "since",
         "starts",
@@ -123,6 +121,15 @@ class Machine:
         # whether it ended with a restart_prevent_exit_status.
         self._cause = "success"
         self._prevented = False
+        # The command around the main one that runs now (core/commands.py): its list's
+        # key ("" when none; "conditions" while they are looked at), its place in it.
+        self.step = ""
+        self._index = 0
+        self._control = False
+        self._timed_out = False
+        # A command of this run ran (exec_condition, exec_start_pre, the main one):
+        # exec_stop_post is owed when it ends.
+        self._ran = False
 
     # -- what the operator and the order ask ------------------------------------------
 
@@ -225,32 +232,38 @@ class Machine:
             return []
         self.pid = None
         self.last_exit = reason
+        self.step = "" if self.step == "conditions" else self.step
         if self.state == STOPPING:
-            return [Disarm(T_STOP), *self._stopped(now)]
+            return [] if self._control else [Disarm(T_STOP), *self._stopped(now)]
         if self.state not in (STARTING, UP):
             return []
         actions = [Disarm(T_START), *self._unwatch()]
+        if self._winds_down():
+            # Not retried, once exec_stop_post ran: "failed" is not the policy's to decide.
+            actions += self._begin_stop(now, reason)
+            self._after_stop = "failed" if self.want else "down"
+            return actions
         self._enter(FAILED if self.want else DOWN, now, reason if self.want else "stopped")
         return actions
 
     def skipped(self, reason: str, now: float) -> list[Action]:
         """A condition of this start is not met: nothing ran, and that is not a failure."""
-        if self.state != STARTING or self.pid is not None:
+        if self.state != STARTING or self.pid is not None or self._control:
             return []
+        self.step = ""
         self._enter(DONE if self.want else DOWN, now, reason)
         return [Disarm(T_START)]
 
     def exec_done(self, now: float) -> list[Action]:
         """The exec succeeded; for `ready = "exec"` that is readiness."""
-        if self.state == STARTING and self.config.ready == "exec":
-            self._enter(UP, now, "")
+        if self.state == STARTING and self.config.ready == "exec" and not self.step:
+            return self._ready_then_up(now)
         return []
 
     def ready(self, now: float) -> list[Action]:
         """The service said it is ready (notification fd newline, or READY=1)."""
-        if self.state == STARTING and self.config.ready not in ("exec", "exit"):
-            self._enter(UP, now, "")
-            return [Disarm(T_START), *self.keepalive(now)]
+        if self.state == STARTING and self.config.ready not in ("exec", "exit") and not self.step:
+            return [Disarm(T_START), *self._ready_then_up(now)]
         return []
 
     def keepalive(self, now: float, timeout: float | None = None) -> list[Action]:
@@ -276,11 +289,10 @@ class Machine:
 
     def main_found(self, pid: int, now: float) -> list[Action]:
         """A forking service's daemon was identified: it is the main process, and up."""
-        if self.state != STARTING:
+        if self.state != STARTING or self.step:
             return []
         self.pid = pid
-        self._enter(UP, now, "")
-        return [Disarm(T_START)]
+        return [Disarm(T_START), *self._ready_then_up(now)]
 
     def main_changed(self, pid: int, now: float) -> list[Action]:
         """The main process handed over to `pid` (a daemon's last fork) and lives on in it."""
@@ -305,7 +317,7 @@ class Machine:
             # Stopping a start that timed out or a hung service: the timeout is the cause.
             self.last_exit = detail or status.describe()
         if self.state == STOPPING:
-            if leftovers:
+            if leftovers or self._control:  # what is left (a command too) ends the stop
                 return []
             return [Disarm(T_STOP), *self._stopped(now)]
         if self.state not in (STARTING, UP):
@@ -313,12 +325,15 @@ class Machine:
         success, self._cause, self._prevented = outcome.judge(self.config, status)
         if self.config.type == "forking" and self.state == STARTING and status.success:
             return [FindMain()]
+        if self.config.type == "oneshot" and self.state == STARTING and success \
+                and self.config.exec_start_post and not self._control:
+            return [Disarm(T_START), *self._run("exec_start_post", 0, now)]
         actions = [Disarm(T_START)] if leftovers else [Disarm(T_START), *self._unwatch()]
         return actions + self._after_exit(now, success, leftovers)
 
     def gone(self, now: float) -> list[Action]:
         """Every process of the service is gone."""
-        if self.state == STOPPING and self.pid is None:
+        if self.state == STOPPING and self.pid is None and not self._control:
             return [Disarm(T_STOP), *self._stopped(now)]
         return []
 
@@ -329,7 +344,9 @@ class Machine:
         if name == T_STOP and self.state == STOPPING:
             self._deadline = None
             self.reason = f"did not stop within {self.config.stop_timeout:g}s: killed"
-            return [Kill(SIGKILL)]
+            return [Kill(SIGKILL), *([KillCommand(SIGKILL)] if self._control else [])]
+        if name == T_COMMAND:
+            return self._command_timer()
         if name == T_START and self.state == STARTING:
             self._cause, self._prevented = "timeout", False
             self.last_exit = f"not ready within {self.config.start_timeout:g}s"
@@ -372,22 +389,9 @@ class Machine:
         self._enter(STARTING, now, "")
         self._watchdog = self.config.watchdog_sec
         self._deadline = None
-        actions: list[Action] = []
-        # The timer is armed before the spawn: a spawn that fails at once disarms it.
-        if self.config.ready != "exec" and self.config.start_timeout > 0:
-            self._deadline = (T_START, now + self.config.start_timeout)
-            actions.append(Arm(T_START, self.config.start_timeout))
-        actions.append(Spawn())
-        return actions
-
-    def _begin_stop(self, now: float, reason: str, signal: int = 0) -> list[Action]:
-        unwatch = self._unwatch()
-        self._enter(STOPPING, now, reason)
-        config = self.config
-        actions = [Disarm(T_START), *unwatch, Kill(signal or config.stop_signal)]
-        # stop_timeout = 0 is no limit, as start_timeout = 0 and systemd's TimeoutStopSec=0.
-        self._deadline = (T_STOP, now + config.stop_timeout) if config.stop_timeout else None
-        return [*actions, Arm(T_STOP, config.stop_timeout)] if config.stop_timeout else actions
+        self._ran = False
+        self.step = ""
+        return self._begin_start(now)
 
     def _unwatch(self) -> list[Action]:
         """Leaving `up`: a watchdog armed for this run must not fire in the next."""
@@ -395,23 +399,12 @@ class Machine:
 
     def _after_exit(self, now: float, success: bool, leftovers: bool = False) -> list[Action]:
         """The main process is gone without being asked to: clean up, then decide."""
-        if leftovers:
-            actions = self._begin_stop(now, f"{self.last_exit}; stopping what it left")
+        if leftovers or self._winds_down():
+            actions = self._begin_stop(now, f"{self.last_exit}; stopping what it left"
+                                       if leftovers else self.last_exit or "")
             self._after_stop = "exit" if success else "failure"
             return actions
         return self._decide(now, success)
-
-    def _stopped(self, now: float) -> list[Action]:
-        after = self._after_stop
-        self._after_stop = "down"
-        if after == "restart":
-            return self._spawn(now)
-        if after == "exit":
-            return self._decide(now, success=True)
-        if after in ("failure", "watchdog"):  # its cause was recorded by the timer
-            return self._decide(now, success=False)
-        self._enter(DOWN, now, self.reason if self.reason != "restarting" else "stopped")
-        return []
 
     def _decide(self, now: float, success: bool) -> list[Action]:
         config = self.config

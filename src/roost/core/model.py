@@ -10,6 +10,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+# The commands around a service's main one, in the order a run may reach them.
+COMMAND_KEYS = ("exec_condition", "exec_start_pre", "exec_start_post", "exec_reload",
+                "exec_stop", "exec_stop_post")
 SERVICE_TYPES = ("simple", "oneshot", "forking", "notify")
 RESTART_POLICIES = ("always", "on-success", "on-failure", "on-abnormal", "on-abort",
                     "on-watchdog", "never")
@@ -96,6 +99,12 @@ class ServiceConfig:
         "cpu_weight",
         "directories",
         "environment",
+        "exec_condition",
+        "exec_reload",
+        "exec_start_post",
+        "exec_start_pre",
+        "exec_stop",
+        "exec_stop_post",
         "fd_store_max",
         "group",
         "health",
@@ -110,6 +119,7 @@ class ServiceConfig:
         "pid_file",
         "pids_max",
         "ready",
+        "reload_signal",
         "requires",
         "restart",
         "restart_delay",
@@ -199,6 +209,16 @@ class ServiceConfig:
         self.pids_max: int | None = None
         self.cpu_weight: int | None = None
         self.health: HealthCheck | None = None
+        # The commands around the main one (core/commands.py), each [flags, argv]: flags
+        # are systemd's prefixes, "-" (a failure is ignored) and "+" (run as root).
+        self.exec_condition: list[list[Any]] = []
+        self.exec_start_pre: list[list[Any]] = []
+        self.exec_start_post: list[list[Any]] = []
+        self.exec_reload: list[list[Any]] = []
+        self.exec_stop: list[list[Any]] = []
+        self.exec_stop_post: list[list[Any]] = []
+        # What `roost reload` sends the main process when there is no exec_reload.
+        self.reload_signal: int | None = None
 
     @property
     def ready_fd(self) -> int | None:

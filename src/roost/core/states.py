@@ -36,6 +36,7 @@ T_BACKOFF = "backoff"
 T_START = "start"
 T_STOP = "stop"
 T_WATCHDOG = "watchdog"
+T_COMMAND = "command"  # a command around the main one (core/commands.py) overran its time
 T_UNHEALTHY = "unhealthy"  # no timer of the machine's: the supervisor's health checks fire it
 
 # The random spread of a restart delay, as a fraction of it: services that fail

@@ -32,15 +32,25 @@ TYPES = {"simple": "simple", "exec": "simple", "forking": "forking", "oneshot": 
 RESTARTS = {"no": "never", "always": "always", "on-success": "on-success",
             "on-failure": "on-failure", "on-abnormal": "on-abnormal", "on-abort": "on-abort",
             "on-watchdog": "on-watchdog"}
-# Commands systemd runs around the main one: without them the service is not the same.
-AROUND = ("ExecStartPre", "ExecStartPost", "ExecCondition", "ExecStopPost")
+# Commands systemd runs around the main one, and roost's key for each (core/commands.py).
+AROUND = {"ExecCondition": "exec_condition", "ExecStartPre": "exec_start_pre",
+          "ExecStartPost": "exec_start_post", "ExecReload": "exec_reload",
+          "ExecStop": "exec_stop", "ExecStopPost": "exec_stop_post"}
+# The reload that only signals the main process, as units write it: reload_signal instead.
+_KILL_MAINPID = re.compile(r"(?:/usr)?(?:/bin/)?kill\s+(?:-s\s+)?-?(?:SIG)?([A-Z0-9]+)\s+"
+                           r"\$\{?MAINPID\}?")
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
             "\\": "\\", '"': '"', "'": "'", "s": " "}
 
 
 def split(line: str, env: Mapping[str, str], specifiers: Mapping[str, str],
-          where: str) -> list[str]:
-    """A command line as systemd splits it into words."""
+          where: str, runtime: bool = False) -> list[str]:
+    """A command line as systemd splits it into words.
+
+    `runtime`: for a command roost expands again at its start (exec_start_pre...): a
+    variable the unit does not set ($MAINPID) is left for then, and a dollar is kept
+    as `$$`.
+    """
     words: list[str] = []
     i, n = 0, len(line)
     while i < n:
@@ -48,6 +58,13 @@ def split(line: str, env: Mapping[str, str], specifiers: Mapping[str, str],
             i += 1
         if i >= n:
             break
+        whole = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)(?=\s|$)", line[i:])
+        if whole is not None and (whole.group(1) in env or not runtime):
+            # "$VAR" as a word of its own: the value split on white space, zero or more words.
+            words += [v.replace("$", "$$") if runtime else v
+                      for v in env.get(whole.group(1), "").split()]
+            i += whole.end()
+            continue
         word, quoted = [], False
         while i < n and not line[i].isspace():
             c = line[i]
@@ -55,20 +72,20 @@ def split(line: str, env: Mapping[str, str], specifiers: Mapping[str, str],
                 end = line.find(c, i + 1)
                 if end < 0:
                     raise Refused(where, "unbalanced quotes")
-                word.append(_unescape(line[i + 1:end], env, specifiers, where))
+                word.append(_unescape(line[i + 1:end], env, specifiers, where, runtime))
                 i = end + 1
                 continue
             j = i
             while j < n and not line[j].isspace() and line[j] not in "'\"":
                 j += 2 if line[j] == "\\" else 1
-            word.append(_unescape(line[i:j], env, specifiers, where))
+            word.append(_unescape(line[i:j], env, specifiers, where, runtime))
             i = j
         words.append("".join(word))
     return words
 
 
 def _unescape(text: str, env: Mapping[str, str], specifiers: Mapping[str, str],
-              where: str) -> str:
+              where: str, runtime: bool = False) -> str:
     out, i = [], 0
     while i < len(text):
         c = text[i]
@@ -86,10 +103,16 @@ def _unescape(text: str, env: Mapping[str, str], specifiers: Mapping[str, str],
         elif c == "$" and i + 1 < len(text):
             m = re.match(r"\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)", text[i + 1:])
             if m is None:
-                out.append(c)
-                i += 1
+                doubled = runtime and text[i + 1] == "$"
+                out.append("$$" if doubled else c)
+                i += 2 if doubled else 1
                 continue
-            out.append(env.get(m.group(1) or m.group(2), ""))
+            name = m.group(1) or m.group(2)
+            if runtime and name not in env:
+                out.append(text[i:i + 1 + m.end()])
+            else:
+                value = env.get(name, "")
+                out.append(value.replace("$", "$$") if runtime else value)
             i += 1 + m.end()
         else:
             out.append(c)
@@ -180,34 +203,35 @@ def convert(path: str, batch: set[str] | None = None, name: str | None = None) -
         service.lines.append(f"# {note}")
     for value, where in values.get("Environment", []):
         env.update(_environment(value, specifiers, where))
-    for key in AROUND:
-        if key in values:
-            value, where = values[key][0]
-            raise Refused(where, f"{key}= ({value[:40]}): roost runs no command "
-                          "before or after a service's main one", key)
     kind, where = values.get("Type", [("simple", path)])[-1]
     if kind not in TYPES:
         raise Refused(where, f"Type={kind}: roost cannot supervise it", "Type")
     starts = values.get("ExecStart", [])
     if not starts:
         raise Refused(path, "no ExecStart=", "ExecStart")
-    if len(starts) > 1:
-        raise Refused(starts[1][1], "several ExecStart= lines: roost runs one command",
+    if len(starts) > 1 and kind != "oneshot":
+        raise Refused(starts[1][1], "several ExecStart= lines: only a oneshot may have them",
                       "ExecStart")
+    if len(starts) > 1:
+        # A oneshot's lines run in order, each once the one before exited 0: so do the
+        # main command's exec_start_post, before the unit's own ExecStartPost= lines.
+        values["ExecStartPost"] = starts[1:] + values.get("ExecStartPost", [])
     command, where = starts[0]
     flags = re.match(r"[-@:+!]*", command).group(0)  # type: ignore[union-attr]
     command = command[len(flags):]
-    if "@" in flags or "+" in flags or "!" in flags:
+    if "@" in flags or (("+" in flags or "!" in flags) and "User" in values):
         raise Refused(where, f"ExecStart={flags}...: roost has no equivalent of {flags!r}",
                       "ExecStart")
-    argv = split(command, {} if ":" in flags else env, specifiers, where)
+    argv = split(command, {} if ":" in flags else env, specifiers, where, runtime=":" in flags)
     if not argv:
         raise Refused(where, "an empty ExecStart=", "ExecStart")
-    service.set("command", argv, "a failing exit is not ignored by roost" if "-" in flags else "",
-                at=(where, "ExecStart"))
+    note = "a failing exit is not ignored by roost" if "-" in flags else \
+        f"ExecStart={flags}: as root, which it is with no User=" if flags.strip(":-") else ""
+    service.set("command", argv, note, at=(where, "ExecStart"))
     service.set("type", TYPES[kind], "" if kind in ("simple", "forking", "oneshot", "notify")
                 else f"Type={kind}", at=(values.get("Type", [("", path)])[-1][1], "Type"))
     _service_keys(service, kind, values, env, specifiers)
+    _around(service, values, env, specifiers)
     _unit_keys(service, values, batch)
     service.warnings += [f"{key}= (roost has no equivalent)" for key in sorted(values)
                          if key not in HANDLED]
@@ -222,7 +246,7 @@ CONDITIONS = {f"{group}{name}": f"{group.lower()}_{key}"
                                 ("FileNotEmpty", "file_not_empty"),
                                 ("PathExistsGlob", "path_exists_glob"),
                                 ("FileIsExecutable", "file_is_executable"))}
-HANDLED = {"Type", "ExecStart", "Environment", "EnvironmentFile", "Restart", "RestartSec",
+HANDLED = {*AROUND, "Type", "ExecStart", "Environment", "EnvironmentFile", "Restart", "RestartSec",
            "TimeoutStartSec", "TimeoutStopSec", "TimeoutSec", "User", "Group",
            "WorkingDirectory", "KillSignal", "PIDFile", "NotifyAccess", "MemoryMax",
            "TasksMax", "CPUWeight", "Requires", "Wants"}
@@ -297,6 +321,38 @@ def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str,
                         at=(values[directive][-1][1], directive))
     if env and "Environment" in values:
         service.set("environment", dict(env), at=(values["Environment"][-1][1], "Environment"))
+
+
+def _around(service: Service, values: dict[str, list[tuple[str, str]]], env: Mapping[str, str],
+            specifiers: Mapping[str, str]) -> None:
+    """ExecStartPre= and the other commands around the main one, each a roost key."""
+    for directive, key in AROUND.items():
+        lines = values.get(directive, [])
+        if not lines:
+            continue
+        where = lines[-1][1]
+        if directive == "ExecReload" and len(lines) == 1 and \
+                (kill := _KILL_MAINPID.fullmatch(lines[0][0].lstrip("-@:+!").strip())):
+            try:
+                signal = sigs.name(sigs.number(kill.group(1))).removeprefix("SIG")
+            except ValueError:
+                raise Refused(where, f"ExecReload={lines[0][0]}: no such signal",
+                              directive) from None
+            service.set("reload_signal", signal, f"ExecReload={lines[0][0]}",
+                        at=(where, directive))
+            continue
+        commands = []
+        for value, at in lines:
+            flags = re.match(r"[-@:+!]*", value).group(0)  # type: ignore[union-attr]
+            # "!!" is "!" where ambient capabilities exist; roost runs either as root.
+            # ":": no expansion at all; an unknown variable is left as written then too.
+            words = split(value[len(flags):], {} if ":" in flags else env, specifiers, at,
+                          runtime=True)
+            if not words:
+                raise Refused(at, f"an empty {directive}=", directive)
+            flags = "".join(dict.fromkeys(flags.replace("!!", "!")))
+            commands.append([flags + words[0], *words[1:]])
+        service.set(key, commands, at=(where, directive))
 
 
 def _process_keys(service: Service, values: dict[str, list[tuple[str, str]]]) -> None:

@@ -106,8 +106,8 @@ class Notes:
 class Runtime:
     """One configured service: its machine, its current process, and its pipes."""
 
-    __slots__ = ("child", "exec_error", "fd_store", "health", "listeners", "log", "machine",
-                 "name", "notes", "notify_fd",
+    __slots__ = ("child", "command", "exec_error", "fd_store", "health", "listeners", "log",
+                 "machine", "name", "notes", "notify_fd",
                  "notify_malformed", "notify_refused", "notify_sock", "poll", "removing",
                  "status_text", "timers")
 
@@ -116,6 +116,8 @@ class Runtime:
         self.machine = machine
         self.log = log
         self.child: Child | None = None
+        # The command around the main one that runs now (supervise/around.py).
+        self.command: Child | None = None
         self.exec_error: str | None = None
         self.timers: dict[str, Timer] = {}
         self.notify_fd: NotificationFd | None = None
@@ -160,6 +162,8 @@ class Runtime:
             "restarts": m.restarts,
             "last_exit": last_exit,
             "reason": m.reason,
+            # The command around the main one that runs (exec_start_pre...), with its place.
+            "step": f"{m.step} {m.command_number}" if self.command is not None else None,
             "status": self.status_text,
             "phase": phase or None,
             "phase_since": round(now - self.notes.phase_since, 3) if phase else None,

@@ -17,13 +17,14 @@ import _signal
 import os
 
 from roost.config.errors import ConfigError, ConfigInvalid
-from roost.core import actions, machine, model, sigs
+from roost.core import actions, machine, sigs
 from roost.core.exits import ExitStatus
 from roost.core.order import Changed, Order
 from roost.kernel import chance, console
 from roost.kernel.loop import READ
 from roost.kernel.spawn import SpawnError, spawn
 from roost.supervise import budget, command
+from roost.supervise.around import FIRST, Around
 from roost.supervise.channels import NotificationFd, NotifySocket
 from roost.supervise.forking import Daemons
 from roost.supervise.logs import LogSettings, ServiceLog
@@ -67,6 +68,8 @@ class Supervisor:
         self.services: dict[str, Runtime] = {}
         self.daemons = Daemons(loop, reaper, tracker, event=self._event, gone=self._gone)
         self.notifications = Notifications(loop, tracker, self.daemons, self._event)
+        self.around = Around(loop, reaper, spawner, self._base_env, self._event, self._ended,
+                             pdeathsig=pdeathsig, nofile=nofile)
         self._health: Checks | None = None  # made for the first service with a health check
         self._waiters: list[tuple[Callable[[], bool], Callable[[], None]]] = []
         # Called after a batch of moves in which a service changed state: roost's own
@@ -166,64 +169,27 @@ class Supervisor:
     def reload(self, new: Config, log_files: bool = False) -> dict[str, list[str]]:
         """Apply a validated configuration: add, remove and restart only what changed.
 
-        All of it or nothing: whatever the new services need is opened first, and
-        ConfigInvalid (the running configuration untouched) says why it could not be.
+        All of it or nothing (supervise/reconfigure.py); ConfigInvalid says why not.
         """
-        old = {name: rt.config for name, rt in self.services.items() if not rt.removing}
-        added, removed, changed = model.changes(old, new.services)
-        # What is held until the reload has settled: the new services, those still
-        # stopping, and the changed ones in both forms (a notify socket outlives its type).
-        held = [*new.services.values(), *(rt.config for rt in self.services.values()
-                                          if rt.name not in new.services or rt.removing)]
-        held += [self.services[name].config for name in changed]
-        budget.check(new.directory, held, log_files or bool(self.log_settings.directory))
-        made = self._add_all(new.directory, [new.services[name] for name in added])
-        opened: list[Runtime] = []
-        try:
-            for name in changed:
-                rt = self.services[name]
-                if new.services[name].type == "notify" and rt.notify_sock is None:
-                    self._open_notify_socket(rt)
-                    opened.append(rt)
-        except OSError as exc:
-            for rt in made:
-                self._discard(rt)
-            for rt in opened:
-                rt.notify_sock.close()  # type: ignore[union-attr]
-                rt.notify_sock = None
-            raise ConfigInvalid([ConfigError(new.directory, f"cannot open a notify socket: "
-                                             f"{exc.strerror}; nothing was changed")]) from None
-        for name in removed:
-            self._retire(self.services[name])
-        restart: list[str] = []
-        for name in changed:
-            rt = self.services[name]
-            was_running = rt.machine.state in (*machine.RUNNING, machine.BACKOFF)
-            self.order.reconfigure(new.services[name])
-            if was_running:
-                restart.append(name)
-        self.broken = {}
-        if restart:
-            self.restart(restart)
-        self._apply(self.order.start([n for n in added if new.services[n].autostart],
-                                     self.loop.now(), explicit=False))
-        return {"added": added, "removed": removed, "changed": changed}
+        from roost.supervise import reconfigure  # noqa: PLC0415 - lazy (memory): reloads only
 
-    def _retire(self, rt: Runtime) -> None:
-        """Stop a service that left the configuration, then forget it."""
-        rt.removing = True
-        self.stop([rt.name], reason="removed from the configuration")
-        self.when(lambda: self.order.settled_down([rt.name]), lambda: self._remove(rt))
+        return reconfigure.apply(self, new, log_files)
 
-    def _remove(self, rt: Runtime) -> None:
-        if self.services.get(rt.name) is not rt:
-            return
-        rt.release(self.loop)
-        self.tracker.forget(rt.name)
-        self.daemons.forget(rt.name)
-        self.order.remove(rt.name)
-        del self.services[rt.name]
-        console.say(f"{rt.name}: removed")
+    def reload_service(self, name: str) -> str | None:
+        """Reload a service that is up: exec_reload, else reload_signal; None, or why not."""
+        rt = self.services[name]
+        m = rt.machine
+        if m.state != machine.UP:
+            return f"{name} is {m.state}, not up"
+        if rt.command is not None:
+            return f"{name} is running its {m.step} already"
+        if rt.config.exec_reload:
+            self._event(rt, m.reload(self.loop.now()))
+            return None
+        if rt.config.reload_signal is not None:
+            return None if self.send_signal(name, rt.config.reload_signal) else \
+                f"{name} has no main process to signal"
+        return f"{name} has neither exec_reload nor reload_signal"
 
     # -- carrying out moves ----------------------------------------------------------
 
@@ -243,6 +209,12 @@ class Supervisor:
                 self._follow(rt)
             elif isinstance(action, actions.Spawn):
                 self._spawn(rt)
+            elif isinstance(action, actions.RunCommand):
+                self.around.run(rt, action.key, action.index)
+            elif isinstance(action, actions.KillCommand):
+                self.around.kill(rt, action.signal)
+            elif isinstance(action, actions.Check):
+                self._check(rt)
             elif isinstance(action, actions.Kill):
                 self._kill(rt, action.signal)
             elif isinstance(action, actions.Arm):
@@ -299,16 +271,18 @@ class Supervisor:
 
         rt.timers[name] = self.loop.call_later(delay, fire)
 
+    def _check(self, rt: Runtime) -> None:
+        from roost.supervise.conditions import unmet  # noqa: PLC0415 - lazy (start-up): services with conditions only
+
+        now = self.loop.now()
+        moved = unmet(rt.machine, now)
+        self._event(rt, rt.machine.checked(now) if moved is None else moved)
+
     def _spawn(self, rt: Runtime) -> None:
         cfg = rt.config
         now = self.loop.now()
-        if cfg.conditions:
-            from roost.supervise.conditions import unmet  # noqa: PLC0415 - lazy (start-up): services with conditions only
-
-            if (moved := unmet(rt.machine, now)) is not None:
-                self._event(rt, moved)
-                return
-        rt.begin_run()
+        if not any(getattr(cfg, key) for key in FIRST):
+            rt.begin_run()  # else the first command began it
         ready_fd = None
         try:
             if cfg.ready_fd is not None:
@@ -369,11 +343,15 @@ class Supervisor:
         if signum not in (_signal.SIGKILL, _signal.SIGCONT):
             # A stopped process would keep the signal pending forever.
             self.tracker.signal_all(rt.name, _signal.SIGCONT)
+        self._ended(rt)
+        console.debug(f"{rt.name}: sent {sigs.name(signum)}")
+
+    def _ended(self, rt: Runtime) -> None:
+        """A stop was signalled, or a command ended in one: wait for the service to empty."""
         if rt.machine.state == machine.STOPPING and rt.child is None \
                 and self.tracker.main_of(rt.name) is None:
             # No main process left whose exit would end the stop: its last process will.
             self.tracker.when_empty(rt.name, lambda: self._gone(rt))
-        console.debug(f"{rt.name}: sent {sigs.name(signum)}")
 
     # -- what the system reports -------------------------------------------------------
 

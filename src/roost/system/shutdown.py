@@ -127,7 +127,9 @@ class Shutdown:
 
     def _kill_phase(self) -> None:
         def gone() -> bool:
-            return not self.reaper.has_children() or not self._others()
+            # Not "no children left": a process entered from outside (nsenter, `podman
+            # exec`) has its parent there, and is no child of roost's until that parent dies.
+            return not self._others()
 
         left = self._others()
         if not left:

@@ -227,6 +227,26 @@ def test_sshd_from_its_unit(chroot_roost: object, tmp_path: Path) -> None:
     assert (after["state"], after["pid"], after["reason"]) == ("up", pid, "")
     wait_for(lambda: login(root, roost, key) == "logged in as root", timeout=20,
              what="a login after the reload")
+    # KillMode=process: a restart of sshd stops the listener only; a login's session lives
+    # on through it, as it does under systemd.
+    ssh = debs.program("ssh")
+    assert ssh is not None and roost.ns is not None
+    session = subprocess.Popen(
+        ["nsenter", "-t", str(roost.ns.init_pid), "-n", "--", ssh, "-i", str(key), "-o",
+         "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "root@127.0.0.1", "echo in; sleep 4; echo survived"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(root.shared), **debs.environment(ssh)})
+    try:
+        assert session.stdout is not None and session.stdout.readline().strip() == "in"
+        (again,) = roost.call("restart", services=["ssh"], wait=True, timeout=60)
+        assert again["state"] == "up" and again["pid"] != pid
+        pid = int(again["pid"])
+        out, err = session.communicate(timeout=30)
+        assert (session.returncode, out.strip()) == (0, "survived"), err
+    finally:
+        session.kill()
+        session.wait(timeout=10)
     # Restart=on-failure: killed, it comes back, through its ExecStartPre= again.
     roost.call("signal", services=["ssh"], signal="KILL")
     pid = int(restarted(roost, "ssh", pid)["pid"])

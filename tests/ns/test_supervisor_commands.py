@@ -34,7 +34,9 @@ def lines(trace: Path) -> list[str]:
 def test_the_order_of_a_start_a_stop_and_a_crash(tmp_path: Path, mode: str) -> None:
     trace = tmp_path / "trace"
     config = ConfigDir(tmp_path / "conf")
-    config.service("web", command=["/bin/sh", "-c", f"echo main >> {trace}; exec sleep 60"],
+    # The main command writes nothing: it is ready at its exec (ready = "exec"), before a
+    # line of its own could be written, so exec_start_post may well come first.
+    config.service("web", command=["/bin/sleep", "60"],
                    exec_condition=note(trace, "condition"),
                    exec_start_pre=[note(trace, "pre1"), ["-/bin/false"], note(trace, "pre2")],
                    exec_start_post=note(trace, "post"),
@@ -43,7 +45,7 @@ def test_the_order_of_a_start_a_stop_and_a_crash(tmp_path: Path, mode: str) -> N
                    restart="on-failure", restart_delay=0.1)
     with running(config, mode, tmp_path) as roost:
         up = roost.wait_state("web", "up", timeout=30)
-        assert lines(trace) == ["condition", "pre1", "pre2", "main", "post"]
+        assert lines(trace) == ["condition", "pre1", "pre2", "post"]
         pid = up["pid"]
         # A crash: exec_stop ($MAINPID empty: the main process is gone, as systemd has
         # it), exec_stop_post, then the policy restarts it, through the whole start again.
@@ -51,12 +53,11 @@ def test_the_order_of_a_start_a_stop_and_a_crash(tmp_path: Path, mode: str) -> N
         again = wait_for(lambda: (r := roost.status("web"))["state"] == "up"
                          and r["pid"] != pid and r, timeout=30, what="web restarted")
         assert isinstance(again, dict)
-        assert lines(trace)[5:] == ["stop:", "stop-post", "condition", "pre1", "pre2",
-                                    "main", "post"]
+        assert lines(trace)[4:] == ["stop:", "stop-post", "condition", "pre1", "pre2", "post"]
         assert pid != again["pid"]
         stopped = roost.cli("stop", "web")
         assert stopped.returncode == 0, stopped
-        assert lines(trace)[12:] == [f"stop:{again['pid']}", "stop-post"]
+        assert lines(trace)[10:] == [f"stop:{again['pid']}", "stop-post"]
         assert roost.call("tree", services=["web"])["services"][0]["processes"] == []
         out = roost.output()
         assert "web: exec_start_pre 2 (failure ignored): exited 1" in out
@@ -156,3 +157,37 @@ def test_reload_runs_exec_reload_or_sends_reload_signal_or_says_why_not(tmp_path
         # A bad request is an error reply; roost goes on.
         assert roost.cli("reload", "nosuch").returncode != 0
         assert roost.status("cmd")["state"] == "up"
+
+
+@both_modes
+def test_kill_mode_mixed_terms_the_main_process_and_kills_the_rest(tmp_path: Path,
+                                                                   mode: str) -> None:
+    trace = tmp_path / "trace"
+    # A main process that leaves a child; the child says so if a TERM reaches it.
+    main = (f"sh -c 'trap \"echo $1 >> {trace}; exit 0\" TERM; while :; do sleep 0.1; done' "
+            "- child & trap 'exit 0' TERM; while :; do sleep 0.1; done")
+    config = ConfigDir(tmp_path / "conf")
+    for name, kill_mode in (("group", "control-group"), ("mixed", "mixed")):
+        config.service(name, command=["/bin/sh", "-c", main.replace("$1", name)],
+                       kill_mode=kill_mode, stop_timeout=1)
+    config.service("once", type="oneshot", command=["/bin/true"], remain_after_exit=True,
+                   exec_stop=note(trace, "once-stopped"))
+    config.service("after-once", command=["/bin/sleep", "60"], requires=["once"])
+    with running(config, mode, tmp_path) as roost:
+        for name in ("group", "mixed"):
+            roost.wait_state(name, "up", timeout=30)
+            wait_for(lambda n=name: len(roost.call("tree", services=[n])["services"][0][
+                "processes"]) >= 3, timeout=10, what=f"{name}'s child")
+            assert roost.cli("stop", name).returncode == 0
+            assert roost.call("tree", services=[name])["services"][0]["processes"] == []
+        # control-group: the child had its TERM; mixed: only the main process did, and the
+        # child was killed once stop_timeout was over.
+        assert lines(trace) == ["group"]
+        assert "mixed: down: did not stop within 1s: killed" in roost.output()
+        # remain_after_exit: the oneshot exited 0 and is up, with no process, until stopped.
+        once = roost.wait_state("once", "up", timeout=30)
+        assert once["pid"] is None
+        roost.wait_state("after-once", "up", timeout=30)
+        assert roost.cli("stop", "once").returncode == 0
+        assert lines(trace) == ["group", "once-stopped"]
+        assert roost.status("after-once")["state"] == "down"

@@ -235,3 +235,52 @@ def test_expand_is_systemds_rule() -> None:
     assert expand(["sh", "-c", "echo $$HOME ${MAINPID}"], env) == ["sh", "-c", "echo $HOME 42"]
     plain = ["a", "b"]
     assert expand(plain, env) is plain
+
+
+def kills(actions: list[object]) -> list[tuple[int, bool]]:
+    return [(a.signal, a.main_only) for a in actions if isinstance(a, Kill)]
+
+
+def up(**values: object) -> Machine:
+    m = machine(**values)
+    m.start(1.0)
+    m.spawned(7, 1.0)
+    m.exec_done(1.1)
+    return m
+
+
+def test_kill_mode_says_whom_the_stop_and_the_final_kill_reach() -> None:
+    # systemd's KillMode=: control-group signals all; mixed TERMs the main process, and the
+    # final SIGKILL goes to all; process signals the main process only, both times.
+    for mode, first, final in (("control-group", False, False), ("mixed", True, False),
+                               ("process", True, True)):
+        m = up(kill_mode=mode, stop_timeout=2.0)
+        assert kills(m.stop(2.0)) == [(15, first)], mode
+        assert kills(m.timer("stop", 4.0)) == [(9, final)], mode
+
+
+def test_final_kill_signal_and_send_sigkill() -> None:
+    m = up(final_kill_signal=3, stop_timeout=1.0)
+    m.stop(2.0)
+    assert kills(m.timer("stop", 3.0)) == [(3, False)]
+    assert m.reason == "did not stop within 1s: killed"
+    m = up(send_sigkill=False, stop_timeout=1.0)
+    m.stop(2.0)
+    assert m.timer("stop", 3.0) == []
+    assert (m.state, m.reason) == (STOPPING, "did not stop within 1s; send_sigkill = false: "
+                                             "waiting for it to end")
+    m.exited(TERMED, 9.0)
+    assert m.state == DOWN
+
+
+def test_remain_after_exit_keeps_a_oneshot_up_until_it_is_stopped() -> None:
+    m = machine(type="oneshot", restart="never", remain_after_exit=True, exec_stop=ONE)
+    m.start(1.0)
+    m.spawned(7, 1.0)
+    m.exited(OK, 1.5)
+    assert (m.state, m.pid) == (UP, None)
+    # Stopped, it runs its exec_stop (it was up), then is down.
+    assert runs(m.stop(2.0)) == [("exec_stop", 0)]
+    m.command_exited(OK, 2.1)
+    m.gone(2.2)
+    assert m.state == DOWN

@@ -358,6 +358,10 @@ BAD_VALUES = [
     ("exec_stop_post", '[["/nonexistent/cleanup"]]',
      "exec_stop_post command not found: /nonexistent/cleanup"),
     ("reload_signal", '"NOPE"', "no such signal: NOPE"),
+    ("final_kill_signal", "0", "cannot stop a service with 0"),
+    ("kill_mode", '"none"', "expected one of control-group, mixed, process; got 'none'"),
+    ("send_sigkill", '"no"', "expected true or false, got a string"),
+    ("remain_after_exit", "true", "only a oneshot exits and may stay up"),
     # NUL can reach no syscall: refused wherever it hides, before any lookup trips on it.
     ("user", '"\\u0000"', "contains a NUL character"),
     ("group", '"a\\u0000b"', "contains a NUL character"),

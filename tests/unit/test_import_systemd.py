@@ -17,7 +17,8 @@ import pytest
 
 from roost.config.load import read
 from roost.importers import systemd
-from roost.importers.systemd import convert, seconds, split
+from roost.importers.cmdline import split
+from roost.importers.systemd import convert, seconds
 from roost.importers.unitfile import Refused, parse
 from tests import debs
 
@@ -251,3 +252,18 @@ def test_a_corpus_of_real_units(tmp_path: Path) -> None:
     for reason, count in refused.most_common():
         print(f"  refused {count:3d}: {reason}")
     assert theirs == [], [str(e) for e in theirs]
+
+
+def test_how_a_unit_stops(tmp_path: Path) -> None:
+    unit = _unit(tmp_path, "k.service", "[Service]\nExecStart=/bin/k\nKillMode=mixed\n"
+                 "FinalKillSignal=SIGQUIT\nSendSIGKILL=no\n")
+    text = convert(str(unit)).text()
+    assert 'kill_mode = "mixed"' in text and 'final_kill_signal = "QUIT"' in text
+    assert "send_sigkill = false" in text
+    none = convert(str(_unit(tmp_path, "n.service", "[Service]\nExecStart=/bin/n\n"
+                                                  "KillMode=none\n")))
+    assert "kill_mode" not in none.text()
+    assert any(w.startswith("KillMode=none") for w in none.warnings), none.warnings
+    oneshot = _unit(tmp_path, "o.service", "[Service]\nType=oneshot\nExecStart=/bin/o\n"
+                    "RemainAfterExit=yes\n")
+    assert "remain_after_exit = true" in convert(str(oneshot)).text()

@@ -307,6 +307,8 @@ WITNESSES = [
     W("main_found", STARTING, STARTING, {**FORKING, **POST},
       (*TO_STARTING, ("exited", EXIT0, True))),
     W("exited", STARTING, STARTING, {**ONESHOT, **POST}, TO_STARTING, ("exited", EXIT0)),
+    W("exited", STARTING, UP, {**ONESHOT, "remain_after_exit": True}, TO_STARTING,
+      ("exited", EXIT0)),
     W("command_exited", STARTING, STARTING, PRE, (("start",),)),
     W("command_exited", STARTING, UP, POST, (*TO_STARTING, ("exec_done",))),
     W("command_exited", STARTING, DONE, COND, (("start",),), ("command_exited", EXIT3)),
@@ -391,6 +393,9 @@ def configs(draw: st.DrawFn) -> ServiceConfig:
         setattr(cfg, key, draw(st.sampled_from([[], [], ONE, [["-", ["/x"]], ["", ["/y"]]]])))
     if draw(st.booleans()):
         cfg.conditions = CONDITIONS["conditions"]
+    cfg.kill_mode = draw(st.sampled_from(["control-group", "mixed", "process"]))
+    cfg.send_sigkill = draw(st.booleans())
+    cfg.remain_after_exit = kind == "oneshot" and draw(st.booleans())
     return cfg
 
 

@@ -14,6 +14,7 @@ from roost.core.exits import SIGNAL_BASE
 from roost.core.model import (
     COMMAND_KEYS,
     DIRECTORY_KINDS,
+    KILL_MODES,
     NOTIFY_ACCESS,
     RESTART_POLICIES,
     SERVICE_TYPES,
@@ -336,6 +337,10 @@ SERVICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "restart_prevent_exit_status": _exit_statuses,
     "stop_signal": _signal,
     "reload_signal": _signal,
+    "final_kill_signal": _signal,
+    "kill_mode": _choice(KILL_MODES),
+    "send_sigkill": _boolean,
+    "remain_after_exit": _boolean,
     **dict.fromkeys(COMMAND_KEYS, _commands),
     "stop_timeout": _seconds,
     "start_timeout": _seconds,

@@ -238,6 +238,8 @@ def _service(name: str, path: str, data: dict[str, Any], text: str, directory: s
             # A program named by a variable is known at its start only; "-": may be missing.
             if "-" not in flags and "$" not in words[0]:
                 _runnable(service, words[0], key, error)
+    if service.remain_after_exit and service.type != "oneshot":
+        error("remain_after_exit", "only a oneshot exits and may stay up")
     if service.exec_reload and service.reload_signal is not None:
         error("reload_signal", "exec_reload says how to reload already: set one of the two")
     if service.health is not None:

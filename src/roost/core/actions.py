@@ -49,12 +49,16 @@ class KillCommand(Step):
 
 
 class Kill(Step):
-    """Send `signal` to every process of the service."""
+    """Send `signal` to every process of the service, or to its main process only."""
 
-    __slots__ = ("signal",)
+    __slots__ = ("main_only", "signal")
 
-    def __init__(self, signal: int):
+    def __init__(self, signal: int, main_only: bool = False):
         self.signal = signal
+        self.main_only = main_only
+
+    def __repr__(self) -> str:
+        return f"Kill({self.signal}{', main only' if self.main_only else ''})"
 
 
 class Arm(Step):

@@ -155,12 +155,26 @@ class Commands:
         return [*actions, *self._kill_phase(now, signal)]
 
     def _kill_phase(self, now: float, signal: int = 0) -> list[Action]:
-        """The stop signal to every process of the service, and the time they have."""
+        """The stop signal (to whom kill_mode says), and the time the service has to go."""
         config = self.config
         # stop_timeout = 0 is no limit, as start_timeout = 0 and systemd's TimeoutStopSec=0.
         self._deadline = (T_STOP, now + config.stop_timeout) if config.stop_timeout else None
-        kill: list[Action] = [Kill(signal or config.stop_signal)]
+        kill: list[Action] = [Kill(signal or config.stop_signal,
+                                   main_only=config.kill_mode != "control-group")]
         return [*kill, Arm(T_STOP, config.stop_timeout)] if config.stop_timeout else kill
+
+    def _final_kill(self) -> list[Action]:
+        """stop_timeout is over: final_kill_signal, unless send_sigkill = false."""
+        config = self.config
+        self._deadline = None
+        late = f"did not stop within {config.stop_timeout:g}s"
+        if not config.send_sigkill:
+            self.reason = f"{late}; send_sigkill = false: waiting for it to end"
+            return []
+        self.reason = f"{late}: killed"
+        kill: list[Action] = [Kill(config.final_kill_signal,
+                                   main_only=config.kill_mode == "process")]
+        return [*kill, KillCommand(SIGKILL)] if self._control else kill
 
     def _stopped(self, now: float) -> list[Action]:
         """Every process is gone: exec_stop_post if owed, then where the stop leads."""
@@ -203,8 +217,8 @@ class Commands:
             return self._pre_or_main(now)
         if key == "exec_start_pre":
             return self._spawn_main(now)
-        if self.config.type == "oneshot":  # its exec_start_post, after its exit 0
-            return self._after_exit(now, success=True)
+        if self.config.type == "oneshot" and not self.config.remain_after_exit:
+            return self._after_exit(now, success=True)  # its exec_start_post, after its exit 0
         self._enter(UP, now, "")
         return self.keepalive(now)
 

@@ -41,7 +41,7 @@ machine to that table, and docs/supervisor.md's transition table to its renderin
 from __future__ import annotations
 
 from roost.core import outcome
-from roost.core.actions import Arm, Disarm, FindMain, Kill, KillCommand
+from roost.core.actions import Arm, Disarm, FindMain
 from roost.core.commands import Commands
 from roost.core.states import (  # a machine's users name its states from here: __all__
     BACKOFF,
@@ -326,8 +326,11 @@ class Machine(Commands):
         if self.config.type == "forking" and self.state == STARTING and status.success:
             return [FindMain()]
         if self.config.type == "oneshot" and self.state == STARTING and success \
-                and self.config.exec_start_post and not self._control:
-            return [Disarm(T_START), *self._run("exec_start_post", 0, now)]
+                and not self._control:
+            if self.config.exec_start_post:
+                return [Disarm(T_START), *self._run("exec_start_post", 0, now)]
+            if self.config.remain_after_exit:
+                return [Disarm(T_START), *self._ready_then_up(now)]
         actions = [Disarm(T_START)] if leftovers else [Disarm(T_START), *self._unwatch()]
         return actions + self._after_exit(now, success, leftovers)
 
@@ -342,9 +345,7 @@ class Machine(Commands):
         if name == T_BACKOFF and self.state == BACKOFF:
             return self._spawn(now)
         if name == T_STOP and self.state == STOPPING:
-            self._deadline = None
-            self.reason = f"did not stop within {self.config.stop_timeout:g}s: killed"
-            return [Kill(SIGKILL), *([KillCommand(SIGKILL)] if self._control else [])]
+            return self._final_kill()
         if name == T_COMMAND:
             return self._command_timer()
         if name == T_START and self.state == STARTING:

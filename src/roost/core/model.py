@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 # The commands around a service's main one, in the order a run may reach them.
 COMMAND_KEYS = ("exec_condition", "exec_start_pre", "exec_start_post", "exec_reload",
                 "exec_stop", "exec_stop_post")
+KILL_MODES = ("control-group", "mixed", "process")
 SERVICE_TYPES = ("simple", "oneshot", "forking", "notify")
 RESTART_POLICIES = ("always", "on-success", "on-failure", "on-abnormal", "on-abort",
                     "on-watchdog", "never")
@@ -106,8 +107,10 @@ class ServiceConfig:
         "exec_stop",
         "exec_stop_post",
         "fd_store_max",
+        "final_kill_signal",
         "group",
         "health",
+        "kill_mode",
         "limits",
         "memory_max",
         "name",
@@ -120,6 +123,7 @@ class ServiceConfig:
         "pids_max",
         "ready",
         "reload_signal",
+        "remain_after_exit",
         "requires",
         "restart",
         "restart_delay",
@@ -129,6 +133,7 @@ class ServiceConfig:
         "restart_reset",
         "restart_window",
         "runtime_directory_preserve",
+        "send_sigkill",
         "sockets",
         "start_timeout",
         "stderr",
@@ -219,6 +224,15 @@ class ServiceConfig:
         self.exec_stop_post: list[list[Any]] = []
         # What `roost reload` sends the main process when there is no exec_reload.
         self.reload_signal: int | None = None
+        # Whom a stop signals (systemd's KillMode=): "control-group" every process of the
+        # service; "mixed" the main process, then final_kill_signal to what it left;
+        # "process" the main process only, and what it leaves is not waited for.
+        self.kill_mode = "control-group"
+        self.final_kill_signal = 9
+        # False: a stop over stop_timeout is left to end by itself (systemd's SendSIGKILL=no).
+        self.send_sigkill = True
+        # A oneshot that exited 0 stays up (its exec_stop runs when it is stopped).
+        self.remain_after_exit = False
 
     @property
     def ready_fd(self) -> int | None:

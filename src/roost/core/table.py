@@ -83,6 +83,8 @@ TABLE = (
     Transition("exited", (STARTING, UP), (BACKOFF, DOWN, FAILED, DONE),
                "the main process exits, nothing left: by the restart policy (`failed` "
                "once `restart_limit` starts fell within `restart_window`)"),
+    Transition("exited", (STARTING,), (UP,),
+               "a oneshot with `remain_after_exit` exits 0: up, with no process"),
     Transition("exited", (STARTING, UP), (STOPPING,),
                "the main process exits and leaves others, or `exec_stop` and "
                "`exec_stop_post` are owed: they come first"),

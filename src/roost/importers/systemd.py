@@ -19,8 +19,10 @@ import os
 import re
 
 from roost.core import sigs
+from roost.core.model import KILL_MODES
+from roost.importers.cmdline import environment, environment_file, split, unescape
 from roost.importers.output import Service, arguments, write
-from roost.importers.unitfile import Refused, assignments, specifier, specifiers_of
+from roost.importers.unitfile import Refused, assignments, specifiers_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,123 +41,6 @@ AROUND = {"ExecCondition": "exec_condition", "ExecStartPre": "exec_start_pre",
 # The reload that only signals the main process, as units write it: reload_signal instead.
 _KILL_MAINPID = re.compile(r"(?:/usr)?(?:/bin/)?kill\s+(?:-s\s+)?-?(?:SIG)?([A-Z0-9]+)\s+"
                            r"\$\{?MAINPID\}?")
-_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
-            "\\": "\\", '"': '"', "'": "'", "s": " "}
-
-
-def split(line: str, env: Mapping[str, str], specifiers: Mapping[str, str],
-          where: str, runtime: bool = False) -> list[str]:
-    """A command line as systemd splits it into words.
-
-    `runtime`: for a command roost expands again at its start (exec_start_pre...): a
-    variable the unit does not set ($MAINPID) is left for then, and a dollar is kept
-    as `$$`.
-    """
-    words: list[str] = []
-    i, n = 0, len(line)
-    while i < n:
-        while i < n and line[i].isspace():
-            i += 1
-        if i >= n:
-            break
-        whole = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)(?=\s|$)", line[i:])
-        if whole is not None and (whole.group(1) in env or not runtime):
-            # "$VAR" as a word of its own: the value split on white space, zero or more words.
-            words += [v.replace("$", "$$") if runtime else v
-                      for v in env.get(whole.group(1), "").split()]
-            i += whole.end()
-            continue
-        word, quoted = [], False
-        while i < n and not line[i].isspace():
-            c = line[i]
-            if c in "'\"" and not quoted:
-                end = line.find(c, i + 1)
-                if end < 0:
-                    raise Refused(where, "unbalanced quotes")
-                word.append(_unescape(line[i + 1:end], env, specifiers, where, runtime))
-                i = end + 1
-                continue
-            j = i
-            while j < n and not line[j].isspace() and line[j] not in "'\"":
-                j += 2 if line[j] == "\\" else 1
-            word.append(_unescape(line[i:j], env, specifiers, where, runtime))
-            i = j
-        words.append("".join(word))
-    return words
-
-
-def _unescape(text: str, env: Mapping[str, str], specifiers: Mapping[str, str],
-              where: str, runtime: bool = False) -> str:
-    out, i = [], 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text):
-            nxt = text[i + 1]
-            if nxt == "x" and re.match(r"[0-9a-fA-F]{2}", text[i + 2:i + 4]):
-                out.append(chr(int(text[i + 2:i + 4], 16)))
-                i += 4
-                continue
-            out.append(_ESCAPES.get(nxt, nxt))
-            i += 2
-        elif c == "%" and i + 1 < len(text):
-            out.append(specifier(text[i + 1], specifiers, where))
-            i += 2
-        elif c == "$" and i + 1 < len(text):
-            m = re.match(r"\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)", text[i + 1:])
-            if m is None:
-                doubled = runtime and text[i + 1] == "$"
-                out.append("$$" if doubled else c)
-                i += 2 if doubled else 1
-                continue
-            name = m.group(1) or m.group(2)
-            if runtime and name not in env:
-                out.append(text[i:i + 1 + m.end()])
-            else:
-                value = env.get(name, "")
-                out.append(value.replace("$", "$$") if runtime else value)
-            i += 1 + m.end()
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-def _environment(value: str, specifiers: Mapping[str, str], where: str) -> dict[str, str]:
-    """`Environment=` assignments: words as systemd splits them, each NAME=value."""
-    pairs = {}
-    for word in split(value, {}, specifiers, where):
-        name, sep, val = word.partition("=")
-        if sep and name:
-            pairs[name] = val
-    return pairs
-
-
-def _environment_file(spec: str, where: str) -> tuple[dict[str, str], str]:
-    """The NAME=value lines of an EnvironmentFile (`-` prefix: may be missing)."""
-    optional = spec.startswith("-")
-    path = spec[1:] if optional else spec
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        if optional:
-            return {}, f"EnvironmentFile {path} is missing (optional)"
-        raise Refused(where, f"EnvironmentFile {path}: {exc.strerror}",
-                      "EnvironmentFile") from None
-    pairs: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        name, sep, val = line.removeprefix("export ").partition("=")
-        if sep:
-            val = val.strip()
-            if len(val) >= 2 and val[0] == val[-1] and val[0] in "'\"":
-                val = val[1:-1]
-            pairs[name.strip()] = val
-    return pairs, f"EnvironmentFile {path} read at import"
-
-
 def seconds(value: str, where: str) -> float:
     """A systemd time span ("90", "1min 30s", "infinity") in seconds; 0 for infinity."""
     if value in ("infinity", ""):
@@ -198,11 +83,11 @@ def convert(path: str, batch: set[str] | None = None, name: str | None = None) -
         values.setdefault(key, []).append((value, where))
     env: dict[str, str] = {}
     for spec, where in values.get("EnvironmentFile", []):
-        pairs, note = _environment_file(spec, where)
+        pairs, note = environment_file(spec, where)
         env.update(pairs)
         service.lines.append(f"# {note}")
     for value, where in values.get("Environment", []):
-        env.update(_environment(value, specifiers, where))
+        env.update(environment(value, specifiers, where))
     kind, where = values.get("Type", [("simple", path)])[-1]
     if kind not in TYPES:
         raise Refused(where, f"Type={kind}: roost cannot supervise it", "Type")
@@ -246,7 +131,8 @@ CONDITIONS = {f"{group}{name}": f"{group.lower()}_{key}"
                                 ("FileNotEmpty", "file_not_empty"),
                                 ("PathExistsGlob", "path_exists_glob"),
                                 ("FileIsExecutable", "file_is_executable"))}
-HANDLED = {*AROUND, "Type", "ExecStart", "Environment", "EnvironmentFile", "Restart", "RestartSec",
+HANDLED = {*AROUND, "KillMode", "FinalKillSignal", "SendSIGKILL", "RemainAfterExit", "Type",
+           "ExecStart", "Environment", "EnvironmentFile", "Restart", "RestartSec",
            "TimeoutStartSec", "TimeoutStopSec", "TimeoutSec", "User", "Group",
            "WorkingDirectory", "KillSignal", "PIDFile", "NotifyAccess", "MemoryMax",
            "TasksMax", "CPUWeight", "Requires", "Wants"}
@@ -287,18 +173,21 @@ def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str,
             service.warnings.append(f"PIDFile={got[0]} (roost reads a pid file for forking "
                                     "services only)")
             continue
-        service.set(roost_key, _unescape(got[0], env, specifiers, got[1]), at=(got[1], key))
+        service.set(roost_key, unescape(got[0], env, specifiers, got[1]), at=(got[1], key))
     if (got := last("WorkingDirectory")) is not None:
         directory = got[0].lstrip("-")
         if directory != "~":
-            service.set("working_directory", _unescape(directory, env, specifiers, got[1]),
+            service.set("working_directory", unescape(directory, env, specifiers, got[1]),
                         at=(got[1], "WorkingDirectory"))
-    if (got := last("KillSignal")) is not None:
-        try:
-            service.set("stop_signal", sigs.name(sigs.number(got[0])).removeprefix("SIG"),
-                        at=(got[1], "KillSignal"))
-        except ValueError:
-            raise Refused(got[1], f"KillSignal={got[0]}: no such signal", "KillSignal") from None
+    for directive, key in (("KillSignal", "stop_signal"), ("FinalKillSignal", "final_kill_signal")):
+        if (got := last(directive)) is not None:
+            try:
+                service.set(key, sigs.name(sigs.number(got[0])).removeprefix("SIG"),
+                            at=(got[1], directive))
+            except ValueError:
+                raise Refused(got[1], f"{directive}={got[0]}: no such signal",
+                              directive) from None
+    _stop_keys(service, kind, values)
     if (got := last("NotifyAccess")) is not None:
         if kind in ("notify", "notify-reload"):
             service.set("notify_access", got[0], at=(got[1], "NotifyAccess"))
@@ -321,6 +210,28 @@ def _service_keys(service: Service, kind: str, values: dict[str, list[tuple[str,
                         at=(values[directive][-1][1], directive))
     if env and "Environment" in values:
         service.set("environment", dict(env), at=(values["Environment"][-1][1], "Environment"))
+
+
+def _stop_keys(service: Service, kind: str, values: dict[str, list[tuple[str, str]]]) -> None:
+    """KillMode=, SendSIGKILL=, RemainAfterExit=."""
+    yes = ("yes", "true", "on", "1")
+    if "KillMode" in values:
+        mode, where = values["KillMode"][-1]
+        if mode in KILL_MODES:
+            service.set("kill_mode", mode, at=(where, "KillMode"))
+        else:  # none: systemd itself warns that it is unsafe
+            service.warnings.append(f"KillMode={mode} (roost stops every process, as "
+                                    "control-group)")
+    if "SendSIGKILL" in values:
+        value, where = values["SendSIGKILL"][-1]
+        service.set("send_sigkill", value.lower() in yes, at=(where, "SendSIGKILL"))
+    if "RemainAfterExit" in values:
+        value, where = values["RemainAfterExit"][-1]
+        if kind == "oneshot":
+            service.set("remain_after_exit", value.lower() in yes, at=(where, "RemainAfterExit"))
+        elif value.lower() in yes:
+            service.warnings.append(f"RemainAfterExit={value} (only a oneshot exits and "
+                                    "stays up in roost)")
 
 
 def _around(service: Service, values: dict[str, list[tuple[str, str]]], env: Mapping[str, str],

@@ -202,7 +202,7 @@ class Daemons:
             if self._watch_main(rt, heir):
                 return
             pid, status, born = heir, None, st.starttime if st is not None else born
-        leftovers = bool(tracker.members(rt.name))
+        leftovers = rt.left_behind(tracker)
         detail = None if status is not None else (
             f"main process {pid} exited (its status went to its own parent)")
         self._event(rt, m.exited(status or ExitStatus(), self._loop.now(), leftovers, detail))

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from roost.supervise.channels import NotificationFd, NotifySocket
     from roost.supervise.logs import ServiceLog
     from roost.supervise.probes import CommandProbe, Connect, Poll
+    from roost.tracking import Tracker
 
 
 # A start that never came up settled when it entered one of these.
@@ -229,6 +230,10 @@ class Runtime:
         self.log.close(loop)
         if self.notify_sock is not None:
             self.notify_sock.close()
+
+    def left_behind(self, tracker: Tracker) -> bool:
+        """Whether processes of it are left that its end waits for (none with kill_mode process)."""
+        return self.config.kill_mode != "process" and bool(tracker.members(self.name))
 
     @property
     def config(self) -> ServiceConfig:

@@ -216,7 +216,7 @@ class Supervisor:
             elif isinstance(action, actions.Check):
                 self._check(rt)
             elif isinstance(action, actions.Kill):
-                self._kill(rt, action.signal)
+                self._kill(rt, action.signal, action.main_only)
             elif isinstance(action, actions.Arm):
                 self._arm(rt, action.name, action.delay)
             elif isinstance(action, actions.Disarm):
@@ -337,12 +337,15 @@ class Supervisor:
             rt.notify_fd.close()
             rt.notify_fd = None
 
-    def _kill(self, rt: Runtime, signum: int) -> None:
+    def _kill(self, rt: Runtime, signum: int, main_only: bool = False) -> None:
         # Every member, through pidfds verified after opening: a recycled PID is never hit.
-        self.tracker.signal_all(rt.name, signum)
-        if signum not in (_signal.SIGKILL, _signal.SIGCONT):
-            # A stopped process would keep the signal pending forever.
-            self.tracker.signal_all(rt.name, _signal.SIGCONT)
+        for sent in (signum, _signal.SIGCONT):
+            if main_only:  # kill_mode mixed or process
+                self.send_signal(rt.name, sent)
+            else:
+                self.tracker.signal_all(rt.name, sent)
+            if signum in (_signal.SIGKILL, _signal.SIGCONT):
+                break  # else SIGCONT: a stopped process would keep the signal pending forever
         self._ended(rt)
         console.debug(f"{rt.name}: sent {sigs.name(signum)}")
 
@@ -350,6 +353,9 @@ class Supervisor:
         """A stop was signalled, or a command ended in one: wait for the service to empty."""
         if rt.machine.state == machine.STOPPING and rt.child is None \
                 and self.tracker.main_of(rt.name) is None:
+            if rt.config.kill_mode == "process":  # what is left is not waited for
+                self.loop.call_later(0, lambda: self._gone(rt))
+                return
             # No main process left whose exit would end the stop: its last process will.
             self.tracker.when_empty(rt.name, lambda: self._gone(rt))
 
@@ -382,7 +388,7 @@ class Supervisor:
             rt.child = None
         self._close_notify_fd(rt)
         self.tracker.exited(rt.name, child.pid)
-        leftovers = bool(self.tracker.members(rt.name))
+        leftovers = rt.left_behind(self.tracker)
         if not leftovers:
             rt.log.settle()
         if rt.machine.pid != child.pid:

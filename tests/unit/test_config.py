@@ -393,7 +393,7 @@ def test_commands_around_the_main_one(tmp_path: Path) -> None:
     assert cfg.exec_start_pre == [["-", ["/nonexistent/check", "a"]], ["", ["true"]]]
     assert cfg.exec_reload == [["+@", ["/bin/sh", "reloader", "-c", "kill -HUP $MAINPID"]]]
     assert cfg.exec_stop == [["", ["/bin/$TOOL", "stop"]]]
-    assert cfg.exec_condition == cfg.exec_start_post == cfg.exec_stop_post == []
+    assert not (cfg.exec_condition or cfg.exec_start_post or cfg.exec_stop_post)
 
 
 def test_exec_reload_or_reload_signal(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import re
 
 from roost.config.errors import SERVICE_FILES, SETTINGS_FILE, ConfigError
 from roost.core.model import SERVICE_NAME
-from roost.importers import systemd, unitfile
+from roost.importers import unitfile
 
 NAME_RE = re.compile(SERVICE_NAME + r"\Z")
 UNIT_HINT = ("this looks like a systemd unit: name it {name}.service or use "
@@ -116,6 +116,8 @@ def unit(path: str, batch: set[str], warnings: list[str], errors: list[ConfigErr
     unit roost does not run) is left out, with a warning. `name`: an instance of the
     template at `path`.
     """
+    from roost.importers import systemd  # noqa: PLC0415 - lazy (memory): a directory of units only
+
     try:
         service = systemd.convert(path, batch, name)
     except unitfile.Refused as exc:

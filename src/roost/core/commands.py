@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from roost.core.model import ServiceConfig
 
 _STOP_KEYS = ("exec_stop", "exec_stop_post")
+# A start's first commands, before the main one: the run begins with the first of them.
+FIRST = ("exec_condition", "exec_start_pre")
 
 
 class Commands:
@@ -258,7 +260,7 @@ class Commands:
 
     def _run(self, key: str, index: int, now: float) -> list[Action]:
         self.step, self._index, self._control = key, index, True
-        if key in ("exec_condition", "exec_start_pre"):
+        if key in FIRST:
             self._ran = True  # exec_stop_post is owed from here on
         limit = self.config.stop_timeout if key in _STOP_KEYS else self.config.start_timeout
         run: list[Action] = [RunCommand(key, index)]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
+NO_COMMANDS: tuple[list[Any], ...] = ()
 # The commands around a service's main one, in the order a run may reach them.
 COMMAND_KEYS = ("exec_condition", "exec_start_pre", "exec_start_post", "exec_reload",
                 "exec_stop", "exec_stop_post")
@@ -215,13 +217,15 @@ class ServiceConfig:
         self.cpu_weight: int | None = None
         self.health: HealthCheck | None = None
         # The commands around the main one (core/commands.py), each [flags, argv]: flags
-        # are systemd's prefixes, "-" (a failure is ignored) and "+" (run as root).
-        self.exec_condition: list[list[Any]] = []
-        self.exec_start_pre: list[list[Any]] = []
-        self.exec_start_post: list[list[Any]] = []
-        self.exec_reload: list[list[Any]] = []
-        self.exec_stop: list[list[Any]] = []
-        self.exec_stop_post: list[list[Any]] = []
+        # are systemd's prefixes, "-" (a failure is ignored) and "+" (run as root). None is
+        # an empty tuple shared by all: six new lists for each of a thousand services would
+        # cost a supervisor that runs no such command a third of a megabyte.
+        self.exec_condition: Sequence[list[Any]] = NO_COMMANDS
+        self.exec_start_pre: Sequence[list[Any]] = NO_COMMANDS
+        self.exec_start_post: Sequence[list[Any]] = NO_COMMANDS
+        self.exec_reload: Sequence[list[Any]] = NO_COMMANDS
+        self.exec_stop: Sequence[list[Any]] = NO_COMMANDS
+        self.exec_stop_post: Sequence[list[Any]] = NO_COMMANDS
         # What `roost reload` sends the main process when there is no exec_reload.
         self.reload_signal: int | None = None
         # Whom a stop signals (systemd's KillMode=): "control-group" every process of the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _signal
 
+from roost.core.commands import FIRST
 from roost.core.exits import ExitStatus
 from roost.kernel import console
 from roost.kernel.spawn import SpawnError
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
     from roost.kernel.spawn import Child, Command
     from roost.supervise.runtime import Runtime
 
-# A start's first commands: before them, the service's directories are made (systemd
-# makes RuntimeDirectory= before ExecStartPre=, and `sshd -t` needs it).
-FIRST = ("exec_condition", "exec_start_pre")
 _VARIABLE = r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)"
 _WORD = r"\$([A-Za-z_][A-Za-z0-9_]*)"
 
@@ -89,6 +87,8 @@ class Around:
                 cmd.uid = cmd.gid = cmd.groups = None
                 cmd.no_new_privs = False
             if key in FIRST and index == 0:
+                # The run begins, and its directories are made: systemd makes
+                # RuntimeDirectory= before ExecStartPre=, and `sshd -t` needs it.
                 rt.begin_run()
                 command.make_directories(cfg, cmd, self._env)
             child = self._spawner(cmd)

@@ -18,13 +18,13 @@ import os
 
 from roost.config.errors import ConfigError, ConfigInvalid
 from roost.core import actions, machine, sigs
+from roost.core.commands import FIRST
 from roost.core.exits import ExitStatus
 from roost.core.order import Changed, Order
 from roost.kernel import chance, console
 from roost.kernel.loop import READ
 from roost.kernel.spawn import SpawnError, spawn
 from roost.supervise import budget, command
-from roost.supervise.around import FIRST, Around
 from roost.supervise.channels import NotificationFd, NotifySocket
 from roost.supervise.forking import Daemons
 from roost.supervise.logs import LogSettings, ServiceLog
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from roost.kernel.loop import Loop
     from roost.kernel.reaper import Reaper
     from roost.kernel.spawn import Child, Command
+    from roost.supervise.around import Around
     from roost.supervise.health import Checks
     from roost.tracking import Tracker
 
@@ -68,8 +69,7 @@ class Supervisor:
         self.services: dict[str, Runtime] = {}
         self.daemons = Daemons(loop, reaper, tracker, event=self._event, gone=self._gone)
         self.notifications = Notifications(loop, tracker, self.daemons, self._event)
-        self.around = Around(loop, reaper, spawner, self._base_env, self._event, self._ended,
-                             pdeathsig=pdeathsig, nofile=nofile)
+        self._around: Around | None = None  # made for the first command around a main one
         self._health: Checks | None = None  # made for the first service with a health check
         self._waiters: list[tuple[Callable[[], bool], Callable[[], None]]] = []
         # Called after a batch of moves in which a service changed state: roost's own
@@ -210,9 +210,9 @@ class Supervisor:
             elif isinstance(action, actions.Spawn):
                 self._spawn(rt)
             elif isinstance(action, actions.RunCommand):
-                self.around.run(rt, action.key, action.index)
+                self.around().run(rt, action.key, action.index)
             elif isinstance(action, actions.KillCommand):
-                self.around.kill(rt, action.signal)
+                self.around().kill(rt, action.signal)
             elif isinstance(action, actions.Check):
                 self._check(rt)
             elif isinstance(action, actions.Kill):
@@ -270,6 +270,16 @@ class Supervisor:
             self._event(rt, rt.machine.timer(name, self.loop.now()))
 
         rt.timers[name] = self.loop.call_later(delay, fire)
+
+    def around(self) -> Around:
+        """What runs the commands around the main ones, made when the first is run."""
+        if self._around is None:
+            from roost.supervise.around import Around  # noqa: PLC0415 - lazy (memory): services with exec_* commands only
+
+            self._around = Around(self.loop, self.reaper, self._spawner, self._base_env,
+                                  self._event, self._ended, pdeathsig=self.pdeathsig,
+                                  nofile=self.nofile)
+        return self._around
 
     def _check(self, rt: Runtime) -> None:
         from roost.supervise.conditions import unmet  # noqa: PLC0415 - lazy (start-up): services with conditions only

@@ -12,7 +12,6 @@ by the one implementation the unit reader uses.
 from __future__ import annotations
 
 from roost.config.check import shown
-from roost.importers.unitfile import Refused, expand, specifiers_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,6 +42,8 @@ def instances(value: Any) -> list[str]:
 
 def expanded(data: dict[str, Any], name: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """A template's values for instance `name`, specifiers expanded; and (key, why) refused."""
+    from roost.importers.unitfile import Refused, expand, specifiers_of  # noqa: PLC0415 - lazy (memory): templates only
+
     specifiers = specifiers_of(name)
     refused: list[tuple[str, str]] = []
 

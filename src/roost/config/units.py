@@ -16,7 +16,6 @@ import re
 
 from roost.config.errors import SERVICE_FILES, SETTINGS_FILE, ConfigError
 from roost.core.model import SERVICE_NAME
-from roost.importers import unitfile
 
 NAME_RE = re.compile(SERVICE_NAME + r"\Z")
 UNIT_HINT = ("this looks like a systemd unit: name it {name}.service or use "
@@ -68,6 +67,8 @@ def _dropin_dir(directory: str, entry: str, entries: list[str]) -> bool:
     if not entry.endswith("service.d") or not os.path.isdir(os.path.join(directory, entry)):
         return False
     units = [e for e in entries if e.endswith(".service")]
+    from roost.importers import unitfile  # noqa: PLC0415 - lazy (memory): a directory of units only
+
     return any(entry in unitfile.dropins_dirs(u) for u in units)
 
 
@@ -116,7 +117,7 @@ def unit(path: str, batch: set[str], warnings: list[str], errors: list[ConfigErr
     unit roost does not run) is left out, with a warning. `name`: an instance of the
     template at `path`.
     """
-    from roost.importers import systemd  # noqa: PLC0415 - lazy (memory): a directory of units only
+    from roost.importers import systemd, unitfile  # noqa: PLC0415 - lazy (memory): a directory of units only
 
     try:
         service = systemd.convert(path, batch, name)

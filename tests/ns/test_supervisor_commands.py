@@ -121,12 +121,14 @@ def test_plus_runs_as_root_beside_the_services_user(tmp_path: Path, mode: str) -
     config = ConfigDir(tmp_path / "conf")
     config.service("web", command=["/bin/sh", "-c", "echo main:$(id -u); exec sleep 60"],
                    user="nobody", exec_start_pre=[["+/bin/sh", "-c", "echo plus:$(id -u)"],
+                                                  ["!/bin/sh", "-c", "echo bang:$(id -u)"],
                                                   ["/bin/sh", "-c", "echo pre:$(id -u)"]])
     with running(config, mode, tmp_path) as roost:
         roost.wait_state("web", "up", timeout=30)
         roost.wait_output(r"web \| main:65534")
         out = roost.output()
         assert "web | plus:0" in out and "web | pre:65534" in out, out
+        assert "web | bang:0" in out, out
 
 
 @both_modes

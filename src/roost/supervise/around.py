@@ -83,7 +83,7 @@ class Around:
                 cmd.executable, cmd.argv = cmd.argv[0], cmd.argv[1:]
             if not cmd.argv:
                 raise ValueError("the command is empty once its variables are expanded")
-            if "+" in flags:  # systemd's "+": with roost's own privileges, not the user's
+            if "+" in flags or "!" in flags:  # with roost's own privileges, not the user's
                 cmd.uid = cmd.gid = cmd.groups = None
                 cmd.no_new_privs = False
             if key in FIRST and index == 0:
